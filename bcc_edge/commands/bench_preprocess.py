@@ -1,0 +1,11 @@
+"""`bcc-edge bench preprocess` (placeholder: being implemented)."""
+
+import typer
+
+from bcc_edge.commands._common import user_errors
+
+
+@user_errors
+def bench_preprocess_command() -> None:
+    """Not implemented yet."""
+    raise typer.Exit(2)

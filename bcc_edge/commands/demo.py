@@ -1,0 +1,11 @@
+"""`bcc-edge demo` (placeholder: being implemented)."""
+
+import typer
+
+from bcc_edge.commands._common import user_errors
+
+
+@user_errors
+def demo_command() -> None:
+    """Not implemented yet."""
+    raise typer.Exit(2)
