@@ -6,44 +6,22 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
+
+from bcc_edge.synthetic import CLASSES, make_cell_image, write_image_folder  # noqa: F401 (re-exported for tests)
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PBC_ROOT = PROJECT_ROOT.parent / "shared" / "data" / "pbc"
-SYNTH_CLASSES = ("alpha", "beta", "gamma")
-
-
-def make_cell_image(rng: np.random.Generator, class_index: int, height: int = 96, width: int = 100) -> np.ndarray:
-    """A pale background with one stained disc; disc size and hue depend on the class."""
-    yy, xx = np.mgrid[:height, :width]
-    image = np.full((height, width, 3), 225, np.uint8) + rng.integers(0, 25, (height, width, 3)).astype(np.uint8)
-    radius = min(height, width) * (0.12 + 0.1 * class_index) + rng.uniform(-2, 2)
-    cy, cx = height / 2 + rng.uniform(-5, 5), width / 2 + rng.uniform(-5, 5)
-    disc = (yy - cy) ** 2 + (xx - cx) ** 2 < radius**2
-    colours = np.array([[150, 60, 160], [90, 40, 120], [200, 120, 120], [120, 90, 60]])
-    image[disc] = colours[class_index % len(colours)] + rng.integers(0, 15, 3)
-    return image
-
-
-def write_image_folder(root: Path, per_class: int, classes=SYNTH_CLASSES, seed: int = 7, size=(96, 100)) -> Path:
-    from PIL import Image
-
-    rng = np.random.default_rng(seed)
-    for k, name in enumerate(classes):
-        (root / name).mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            Image.fromarray(make_cell_image(rng, k, *size)).save(root / name / f"{i:03d}.jpg", quality=92)
-    return root
+SYNTH_CLASSES = CLASSES[:3]
 
 
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory) -> Path:
-    """3 classes x 16 JPEGs, read-only for tests (copy before altering)."""
-    return write_image_folder(tmp_path_factory.mktemp("synth") / "data", per_class=16)
+    """3 classes (eosinophil, lymphocyte, monocyte) x 16 JPEGs; read-only (copy before altering)."""
+    return write_image_folder(tmp_path_factory.mktemp("synth") / "data", per_class=16, classes=SYNTH_CLASSES, size=(96, 100))
 
 
 @pytest.fixture(scope="session")
