@@ -9,21 +9,64 @@ THE CONTRACT (every other module relies on it; see ARCHITECTURE.md):
 Because p is an integer, the last two steps are a 256-entry table per channel, so a cached
 resized uint8 image followed by `apply` gives exactly the bytes the fused kernel gives.
 
-PLACEHOLDER: the spec is final; `apply`, `apply_batch`, `reference_apply` and `load_image`
-are being implemented (C kernel + numpy oracle) by the preprocessing work item.
+How the pieces share the maths (so the C kernel and the numpy oracle agree bit for bit):
+- Per-axis weight tables (first source index, tap count, float32 weights per output index)
+  are computed here in numpy (float64 mirroring OpenCV's resize.cpp, cast to float32) and
+  cached; the C kernel and `reference_apply` both consume them.
+- Accumulation order is fixed: vertical pass first (source rows in order), then horizontal
+  (source columns in order), each `acc += w * x` rounded to float32 (the C code is compiled
+  with -ffp-contract=off, so no fused multiply-add changes a bit on x86-64 or aarch64).
+- For uint16 input the 1/257 is folded into the vertical weights.
+- The per-channel output tables are computed here in float64 and shared as well.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
+import os
+import struct
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from bcc_edge.errors import BccError
+
+try:
+    from bcc_edge import _kernels
+except ImportError:  # not built (e.g. a source checkout): the numpy oracle does the work
+    _kernels = None
+
+KERNEL_AVAILABLE = _kernels is not None
+
 INTERPOLATIONS = ("bilinear", "area")
 OUTPUTS = ("float32", "int8", "uint8")
+OUTPUT_RANGES = {"int8": (-128, 127), "uint8": (0, 255)}
+# Largest model input side: keeps every index of the kernel within int32 and catches typos.
+MAX_SIZE = 1 << 15
+# Images with more pixels are refused before their pixels are decoded (decompression bombs).
+# 64 Mpx = 8192 x 8192, far above any microscope field image, ~200 MB once decoded as RGB.
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024
+
+_UINT16_TO_GREY = 257.0  # 65535 / 257 == 255: full 16-bit range onto the full 8-bit range
+
+
+class PreprocessError(BccError, ValueError):
+    """An invalid preprocessing spec or input array (a ValueError; the CLI prints it as one line)."""
+
+
+class ImageDecodeError(BccError):
+    """A file that cannot be read as an image: missing, empty, truncated, corrupt or too large."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot read image {self.path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -41,6 +84,40 @@ class PreprocessSpec:
     # reduction that stays >= size: ~2x faster decode; training decodes the same way.
     jpeg_draft: bool = False
 
+    def __post_init__(self) -> None:
+        set_ = functools.partial(object.__setattr__, self)
+        set_("size", _pair_of_sizes(self.size))
+        if self.interpolation not in INTERPOLATIONS:
+            raise PreprocessError(f"interpolation must be one of {', '.join(INTERPOLATIONS)}; got {self.interpolation!r}")
+        set_("interpolation", str(self.interpolation))
+        set_("mean", _three_floats("mean", self.mean))
+        std = _three_floats("std", self.std)
+        if any(s <= 0 for s in std):
+            raise PreprocessError(f"std must be positive for every channel; got {list(std)}")
+        set_("std", std)
+        if self.output not in OUTPUTS:
+            raise PreprocessError(f"output must be one of {', '.join(OUTPUTS)}; got {self.output!r}")
+        set_("output", str(self.output))
+        if self.output == "float32":
+            # scale/zero_point mean nothing for float output (TFLite reports 0.0/0 there);
+            # normalising them keeps equal specs equal.
+            set_("scale", 1.0)
+            set_("zero_point", 0)
+        else:
+            scale = _finite_float("scale", self.scale)
+            if scale <= 0:
+                raise PreprocessError(f"scale must be positive for {self.output} output; got {scale}")
+            set_("scale", scale)
+            if isinstance(self.zero_point, bool) or not isinstance(self.zero_point, (int, np.integer)):
+                raise PreprocessError(f"zero_point must be an integer; got {self.zero_point!r}")
+            lo, hi = OUTPUT_RANGES[self.output]
+            if not lo <= self.zero_point <= hi:
+                raise PreprocessError(f"zero_point {self.zero_point} is outside the {self.output} range [{lo}, {hi}]")
+            set_("zero_point", int(self.zero_point))
+        if not isinstance(self.jpeg_draft, (bool, np.bool_)):
+            raise PreprocessError(f"jpeg_draft must be true or false; got {self.jpeg_draft!r}")
+        set_("jpeg_draft", bool(self.jpeg_draft))
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["size"] = list(self.size)
@@ -51,17 +128,17 @@ class PreprocessSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+        if not isinstance(d, dict):
+            raise PreprocessError(f"a preprocessing spec must be a JSON object; got {type(d).__name__}")
         d = dict(d)
         if d.pop("color_order", "RGB") != "RGB":
-            raise ValueError("only RGB colour order is supported")
+            raise PreprocessError("only RGB colour order is supported")
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - fields
         if unknown:
-            raise ValueError(f"unknown preprocessing fields: {sorted(unknown)}")
-        d["size"] = tuple(int(v) for v in d["size"])
-        for key in ("mean", "std"):
-            if key in d:
-                d[key] = tuple(float(v) for v in d[key])
+            raise PreprocessError(f"unknown preprocessing fields: {sorted(unknown)}")
+        if "size" not in d:
+            raise PreprocessError("preprocessing spec has no size")
         return cls(**d)
 
     def to_json(self) -> str:
@@ -69,12 +146,372 @@ class PreprocessSpec:
 
     @classmethod
     def from_json(cls, text: str) -> "PreprocessSpec":
-        return cls.from_dict(json.loads(text))
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise PreprocessError(f"preprocessing spec is not valid JSON ({exc})") from None
+        return cls.from_dict(d)
 
     def with_output(self, output: str, scale: float = 1.0, zero_point: int = 0) -> "PreprocessSpec":
         """The same resize/normalisation, emitting the model's input dtype."""
-        return dataclasses.replace(self, output=output, scale=float(scale), zero_point=int(zero_point))
+        return dataclasses.replace(self, output=output, scale=scale, zero_point=zero_point)
 
     def resized_only(self) -> "PreprocessSpec":
         """Spec whose output is the integer grey level p itself (uint8): what caches store."""
         return dataclasses.replace(self, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), output="uint8", scale=1.0, zero_point=0)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The numpy dtype `apply` returns."""
+        return np.dtype(self.output)
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """One HxW or HxWxC (C = 1, 3, 4) uint8/uint16 image -> (h, w, 3) array of `self.dtype`."""
+        return self.apply_batch([image], threads=1)[0]
+
+    def apply_batch(self, images, out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
+        """Images (a sequence of arrays of any sizes, or an NHWC array) -> (N, h, w, 3).
+
+        Fills `out` when given (C-contiguous, shape (N, h, w, 3), dtype `self.dtype`).
+        `threads` (default: the CPUs this process may use) images are processed at once,
+        without the GIL.
+        """
+        checked = _check_batch(images)
+        out = _check_out(self, out, len(checked))
+        if threads is None:
+            threads = _usable_cpus()
+        elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise PreprocessError(f"threads must be a positive integer; got {threads!r}")
+        if not checked:
+            return out
+        if _kernels is None:
+            _warn_no_kernel()
+            for i, image in enumerate(checked):
+                out[i] = reference_apply(self, image)
+            return out
+        lut = _output_table(self)
+        jobs = [(image, *_tables_for(self, image)) for image in checked]
+        _kernels.preprocess_batch(jobs, out, lut, self.output, min(int(threads), len(checked)))
+        return out
+
+
+def reference_apply(spec: PreprocessSpec, image: np.ndarray) -> np.ndarray:
+    """The numpy oracle: same tables and the same float32 operation order as the C kernel."""
+    image = _check_image(image)
+    rows, cols = _tables_for(spec, image)
+    if image.shape[2] == 4:
+        image = image[:, :, :3]
+    h, w = spec.size
+    tmp = np.zeros((h, image.shape[1], image.shape[2]), np.float32)
+    for k in range(rows.weight.shape[1]):
+        # Padding taps have weight 0 (adding +0.0 changes nothing); clamp them onto a real row.
+        src = image[np.minimum(rows.start + k, image.shape[0] - 1)].astype(np.float32)
+        tmp += rows.weight[:, k, None, None] * src
+    acc = np.zeros((h, w, image.shape[2]), np.float32)
+    for k in range(cols.weight.shape[1]):
+        acc += cols.weight[None, :, k, None] * tmp[:, np.minimum(cols.start + k, image.shape[1] - 1)]
+    grey = np.rint(np.clip(acc, np.float32(0), np.float32(255))).astype(np.intp)
+    if grey.shape[2] == 1:
+        grey = np.repeat(grey, 3, axis=2)
+    return _output_table(spec)[np.arange(3), grey]
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+@dataclass(frozen=True)
+class AxisTable:
+    """Resampling weights along one axis: output i = sum_k weight[i, k] * input[start[i] + k],
+    k < count[i]; weight is zero-padded to a common tap count."""
+
+    start: np.ndarray  # int32 (out,)
+    count: np.ndarray  # int32 (out,)
+    weight: np.ndarray  # float32 (out, taps)
+
+
+def _tables_for(spec: PreprocessSpec, image: np.ndarray) -> tuple[AxisTable, AxisTable]:
+    """(vertical, horizontal) tables for resizing `image` (already checked) with `spec`."""
+    in_h, in_w = image.shape[:2]
+    out_h, out_w = spec.size
+    divisor = _UINT16_TO_GREY if image.dtype == np.uint16 else 1.0
+    rows = axis_table(in_h, out_h, spec.interpolation, out_w > in_w, divisor)
+    cols = axis_table(in_w, out_w, spec.interpolation, out_h > in_h)
+    return rows, cols
+
+
+@functools.lru_cache(maxsize=512)
+def axis_table(in_size: int, out_size: int, mode: str, other_axis_upscales: bool, divisor: float = 1.0) -> AxisTable:
+    """Weights for resizing one axis from `in_size` to `out_size`, equal to OpenCV's.
+
+    `mode` "bilinear" is INTER_LINEAR (half-pixel centres). "area" is INTER_AREA, which uses
+    true pixel-area weights only when neither axis is upscaled; otherwise OpenCV uses a
+    linear-like formula on both axes (`other_axis_upscales` selects between them).
+    `divisor` divides every weight (1/257 folds uint16 -> grey level into the vertical pass).
+    """
+    # OpenCV derives the scale as 1 / (dst / src); mirror it, floor() sees the same values.
+    inv_scale = out_size / in_size
+    scale = 1.0 / inv_scale
+    if mode == "area" and scale >= 1 and not other_axis_upscales:
+        taps = _area_taps(in_size, out_size, scale)
+    else:
+        taps = _linear_taps(in_size, out_size, scale, inv_scale, area=mode == "area")
+    width = max(len(w) for _, w in taps)
+    start = np.array([s for s, _ in taps], np.int32)
+    count = np.array([len(w) for _, w in taps], np.int32)
+    weight = np.zeros((out_size, width), np.float64)
+    for i, (_, w) in enumerate(taps):
+        weight[i, : len(w)] = w
+    table = AxisTable(start, count, (weight / divisor).astype(np.float32))
+    for a in (table.start, table.count, table.weight):
+        a.flags.writeable = False  # shared through the cache
+    return table
+
+
+def _linear_taps(in_size: int, out_size: int, scale: float, inv_scale: float, area: bool) -> list[tuple[int, list[float]]]:
+    """OpenCV resize.cpp's 2-tap coefficients (INTER_LINEAR, or INTER_AREA when upscaling).
+
+    OpenCV rounds the fractional position to float before floor(); so do we (np.float32),
+    or positions a hair below an integer would pick the neighbouring pixel.
+    """
+    f32 = np.float32
+    taps = []
+    for d in range(out_size):
+        if area:
+            s = math.floor(d * scale)
+            f = f32((d + 1) - (s + 1) * inv_scale)
+            f = f32(0) if f <= 0 else f - f32(math.floor(f))
+        else:
+            f = f32((d + 0.5) * scale - 0.5)
+            s = math.floor(f)
+            f = f - f32(s)
+        if s < 0:
+            s, f = 0, f32(0)
+        if s >= in_size - 1:  # the last source pixel alone (OpenCV's xmax region)
+            taps.append((in_size - 1, [1.0]))
+        else:
+            taps.append((s, [float(f32(1) - f), float(f)]))
+    return taps
+
+
+def _area_taps(in_size: int, out_size: int, scale: float) -> list[tuple[int, list[float]]]:
+    """OpenCV's computeResizeAreaTab: each output covers `scale` source pixels, weighted by overlap."""
+    taps = []
+    for d in range(out_size):
+        f1 = d * scale
+        f2 = f1 + scale
+        cell = min(scale, in_size - f1)
+        s2 = min(math.floor(f2), in_size - 1)
+        s1 = min(math.ceil(f1), s2)
+        weights = []
+        first = s1
+        if s1 - f1 > 1e-3:
+            first = s1 - 1
+            weights.append((s1 - f1) / cell)
+        weights.extend([1.0 / cell] * (s2 - s1))
+        if f2 - s2 > 1e-3:
+            weights.append(min(f2 - s2, 1.0, cell) / cell)
+        taps.append((first, weights))
+    return taps
+
+
+@functools.lru_cache(maxsize=64)
+def _output_table(spec: PreprocessSpec) -> np.ndarray:
+    """(3, 256) array of spec.dtype: the output value for each channel and grey level."""
+    grey = np.arange(256, dtype=np.float64)
+    x = (grey[None, :] - np.array(spec.mean)[:, None]) / np.array(spec.std)[:, None]
+    if spec.output == "float32":
+        table = x.astype(np.float32)
+    else:
+        lo, hi = OUTPUT_RANGES[spec.output]
+        table = np.clip(np.rint(x / spec.scale) + spec.zero_point, lo, hi).astype(spec.output)
+    table.flags.writeable = False
+    return table
+
+
+# ----------------------------------------------------------------------------- input checks
+
+
+def _check_image(image: Any) -> np.ndarray:
+    """A uint8/uint16 HxWxC view (C in 1, 3, 4) of `image`, or a PreprocessError saying why not."""
+    if not isinstance(image, np.ndarray):
+        raise PreprocessError(f"image must be a numpy array; got {type(image).__name__}")
+    if image.dtype.kind != "u" or image.dtype.itemsize not in (1, 2):
+        raise PreprocessError(f"image dtype must be uint8 or uint16; got {image.dtype}")
+    if not image.dtype.isnative or not image.flags.aligned:  # rare: a copy the C code can read
+        image = image.astype(image.dtype.newbyteorder("="))
+    if image.ndim == 2:
+        image = image[:, :, None]
+    elif image.ndim != 3:
+        raise PreprocessError(f"image must be HxW or HxWxC; got {image.ndim} dimensions {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise PreprocessError(f"image is empty: shape {image.shape}")
+    if image.shape[2] not in (1, 3, 4):
+        raise PreprocessError(f"image must have 1, 3 or 4 channels (grey, RGB, RGBA); got {image.shape[2]}")
+    if max(image.shape[:2]) >= 2**31 // 8:
+        raise PreprocessError(f"image is too large: shape {image.shape}")
+    return image
+
+
+def _check_batch(images: Any) -> list[np.ndarray]:
+    if isinstance(images, np.ndarray):
+        if images.ndim != 4:
+            raise PreprocessError(
+                f"a batch array must be NxHxWxC; got {images.ndim} dimensions {images.shape} (use apply() for one image, or pass a list)"
+            )
+        return [_check_image(image) for image in images]
+    if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
+        raise PreprocessError(f"images must be a list of arrays or an NxHxWxC array; got {type(images).__name__}")
+    return [_check_image(image) for image in images]
+
+
+def _check_out(spec: PreprocessSpec, out: Any, n: int) -> np.ndarray:
+    shape = (n, *spec.size, 3)
+    if out is None:
+        return np.empty(shape, spec.dtype)
+    if not isinstance(out, np.ndarray):
+        raise PreprocessError(f"out must be a numpy array; got {type(out).__name__}")
+    if out.shape != shape or out.dtype != spec.dtype:
+        raise PreprocessError(f"out must have shape {shape} and dtype {spec.dtype}; got {out.shape} {out.dtype}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise PreprocessError("out must be a writeable C-contiguous array")
+    return out
+
+
+def _pair_of_sizes(size: Any) -> tuple[int, int]:
+    if isinstance(size, (str, bytes)) or not isinstance(size, (Sequence, np.ndarray)) or len(size) != 2:
+        raise PreprocessError(f"size must be (height, width); got {size!r}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in size):
+        raise PreprocessError(f"size must be two integers; got {size!r}")
+    h, w = int(size[0]), int(size[1])
+    if not (0 < h <= MAX_SIZE and 0 < w <= MAX_SIZE):
+        raise PreprocessError(f"size must be between 1 and {MAX_SIZE} on each side; got ({h}, {w})")
+    return h, w
+
+
+def _finite_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise PreprocessError(f"{name} must be a number; got {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise PreprocessError(f"{name} must be finite; got {value}")
+    return value
+
+
+def _three_floats(name: str, values: Any) -> tuple[float, float, float]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, (Sequence, np.ndarray)) or len(values) != 3:
+        raise PreprocessError(f"{name} must have 3 values (R, G, B); got {values!r}")
+    return tuple(_finite_float(name, v) for v in values)  # type: ignore[return-value]
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_warned_no_kernel = False
+
+
+def _warn_no_kernel() -> None:
+    global _warned_no_kernel
+    if not _warned_no_kernel:
+        _warned_no_kernel = True
+        warnings.warn(
+            "bcc_edge._kernels is not built: preprocessing uses the numpy reference (same results, "
+            "~50x slower). Reinstall bcc-edge (pip install .) or run `python setup.py build_ext --inplace`.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+# ----------------------------------------------------------------------------- decoding
+#
+# Pillow decodes: its wheels bundle libjpeg-turbo (the fastest JPEG decoder there is) for
+# x86-64 and aarch64 alike, it offers DCT-domain downscaling (draft), and it reads PNG, BMP and
+# TIFF too. OpenCV is not part of the device install and simplejpeg/PyTurboJPEG read JPEG only
+# (or need a system libturbojpeg).
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def load_image(path: str | os.PathLike, spec: PreprocessSpec | None = None) -> np.ndarray:
+    """Decode an image file to a C-contiguous HxWx3 uint8 RGB array.
+
+    - EXIF orientation is applied (the array is upright as a viewer shows it).
+    - Grey, palette and CMYK images become RGB; alpha is dropped (the stored colours are used),
+      as `apply` does for RGBA arrays.
+    - 16-bit grey images are mapped to 8 bits as round_half_even(v / 257), so 0..65535 covers
+      0..255 exactly as `apply` treats uint16 arrays. 16-bit RGB(A) images get Pillow's 8-bit
+      conversion (the high byte, v >> 8: at most one grey level from v / 257).
+      32-bit float images are refused (their range is unknowable).
+    - With `spec.jpeg_draft`, JPEGs are decoded at the smallest power-of-two reduction
+      (1/2, 1/4, 1/8) that keeps both sides >= spec.size (DCT-domain scaling, ~2x faster).
+    - Images with more than MAX_IMAGE_PIXELS pixels are refused before their pixels are decoded.
+    Any unreadable file (missing, empty, not an image, corrupt, truncated) raises ImageDecodeError.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        if os.path.getsize(path) == 0:
+            raise ImageDecodeError(path, "empty file")
+        with Image.open(path) as im:
+            width, height = im.size
+            if width * height > MAX_IMAGE_PIXELS:
+                raise ImageDecodeError(
+                    path, f"{width}x{height} = {width * height} pixels is over the limit of {MAX_IMAGE_PIXELS} (MAX_IMAGE_PIXELS)"
+                )
+            orientation = _orientation(im)
+            if spec is not None and spec.jpeg_draft and im.format == "JPEG":
+                h, w = spec.size
+                if orientation in (5, 6, 7, 8):  # stored sideways: the target is too
+                    h, w = w, h
+                im.draft("RGB", (w, h))
+            im.load()  # decode now: a truncated file fails here, inside the try
+            method = _exif_transposes().get(orientation)
+            upright = im if method is None else im.transpose(method)
+            rgb = _to_rgb(path, upright)
+    except ImageDecodeError:
+        raise
+    except FileNotFoundError:
+        raise ImageDecodeError(path, "no such file") from None
+    except IsADirectoryError:
+        raise ImageDecodeError(path, "is a directory") from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError(path, "not an image file, or an unsupported format") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageDecodeError(path, str(exc)) from None
+    except (OSError, ValueError, SyntaxError, EOFError, IndexError, struct.error, MemoryError) as exc:
+        # Pillow reports corrupt and truncated data through all of these.
+        raise ImageDecodeError(path, f"corrupt or truncated ({exc})") from None
+    return rgb
+
+
+def _exif_transposes() -> dict[int, int]:
+    from PIL import Image
+
+    t = Image.Transpose
+    return {2: t.FLIP_LEFT_RIGHT, 3: t.ROTATE_180, 4: t.FLIP_TOP_BOTTOM, 5: t.TRANSPOSE, 6: t.ROTATE_270, 7: t.TRANSVERSE, 8: t.ROTATE_90}
+
+
+def _orientation(im) -> int:
+    try:
+        value = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # a damaged EXIF block does not make the pixels unreadable
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _to_rgb(path, im) -> np.ndarray:
+    mode = im.mode
+    if mode == "RGB":
+        return np.array(im)
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
+        grey = np.asarray(im)
+        if mode == "I" and (grey.min() < 0 or grey.max() > 65535):
+            raise ImageDecodeError(path, "32-bit integer pixels outside the 16-bit range are not supported")
+        grey = np.rint(grey.astype(np.float64) / _UINT16_TO_GREY).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if mode == "F":
+        raise ImageDecodeError(path, "32-bit floating-point images are not supported")
+    return np.array(im.convert("RGB"))

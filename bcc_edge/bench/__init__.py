@@ -1,0 +1,1 @@
+"""Benchmarks behind `bcc-edge bench`: each reports ratios against baselines measured in the same run."""
