@@ -1,0 +1,335 @@
+"""The JSON document every exported artifact carries, so a model file is self-describing.
+
+One document under the key ``bcc_edge`` (see ARCHITECTURE.md for its fields):
+
+* TFLite: a ``Model.metadata`` entry named ``bcc_edge`` whose buffer holds the UTF-8 JSON.
+* ONNX: ``ModelProto.metadata_props`` key ``bcc_edge``.
+
+Reading needs nothing but the standard library: the device may run tflite-runtime (which
+ships no schema module) or onnxruntime without the ``onnx`` package, and must still find
+the labels and preprocessing spec. So the readers walk the two wire formats directly:
+a few fixed field numbers from the TFLite flatbuffer schema and the ONNX protobuf, and they
+skip everything else without loading it (an ONNX graph is never read into memory).
+Writing happens on the workstation and uses ``ai_edge_litert``'s generated schema plus
+``flatbuffers`` (TFLite) or the ``onnx`` package (ONNX).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+from pathlib import Path
+from typing import IO, Any, Union
+
+from bcc_edge.errors import BccError
+from bcc_edge.preprocess import PreprocessSpec
+
+KEY = "bcc_edge"
+FORMAT_VERSION = 1
+TFLITE_IDENTIFIER = b"TFL3"
+
+PathOrBytes = Union[str, os.PathLike, bytes, bytearray, memoryview]
+
+
+def dumps(meta: dict[str, Any]) -> bytes:
+    """Canonical UTF-8 JSON for embedding; refuses documents a reader could not load back."""
+    problems = problems_in(meta)
+    if problems:
+        raise ValueError(f"invalid {KEY} metadata: " + "; ".join(problems))
+    # allow_nan=False: NaN/Infinity are not JSON and strict parsers reject them.
+    return json.dumps(meta, sort_keys=True, ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def problems_in(meta: Any) -> list[str]:
+    """What is wrong with a metadata document (empty when the runtime can use it)."""
+    if not isinstance(meta, dict):
+        return ["not a JSON object"]
+    problems = []
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        problems.append("format_version missing or not an integer")
+    elif version > FORMAT_VERSION:
+        problems.append(f"format_version {version} is newer than this bcc-edge understands ({FORMAT_VERSION}); upgrade bcc-edge")
+    labels = meta.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        problems.append("labels must be a non-empty list of non-empty strings")
+    elif len(set(labels)) != len(labels):
+        problems.append("labels contain duplicates")
+    try:
+        PreprocessSpec.from_dict(meta.get("preprocess"))
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:
+        problems.append(f"preprocess is not a valid PreprocessSpec ({exc})")
+    return problems
+
+
+def loads(raw: bytes, source: str) -> dict[str, Any]:
+    """Parse and validate an embedded document; a damaged one is the user's problem, not a crash."""
+    try:
+        meta = json.loads(bytes(raw).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BccError(f"{source}: the embedded {KEY} metadata is not valid JSON ({exc})") from None
+    problems = problems_in(meta)
+    if problems:
+        raise BccError(f"{source}: the embedded {KEY} metadata is unusable: " + "; ".join(problems))
+    return meta
+
+
+# --------------------------------------------------------------------------- TFLite
+
+
+def embed_tflite(model_bytes: bytes, meta: dict[str, Any]) -> bytes:
+    """Return the model with `meta` stored as its ``bcc_edge`` metadata entry.
+
+    An existing ``bcc_edge`` entry is overwritten in place (its buffer reused), so
+    re-embedding never grows the model with orphaned buffers.
+    """
+    import flatbuffers
+    import numpy as np
+    from ai_edge_litert import schema_py_generated as schema
+
+    payload = np.frombuffer(dumps(meta), dtype=np.uint8)
+    model_bytes = bytes(model_bytes)
+    _check_tflite_identifier(model_bytes, "model")
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
+    model.buffers = model.buffers or []
+    model.metadata = model.metadata or []
+    existing = [m for m in model.metadata if _as_str(m.name) == KEY]
+    if existing:
+        model.buffers[existing[0].buffer].data = payload
+    else:
+        buffer = schema.BufferT()
+        buffer.data = payload
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name = KEY
+        entry.buffer = len(model.buffers) - 1
+        model.metadata.append(entry)
+    builder = flatbuffers.Builder(len(model_bytes) + len(payload) + 4096)
+    builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
+    return bytes(builder.Output())
+
+
+def read_tflite(source: PathOrBytes) -> dict[str, Any] | None:
+    """The ``bcc_edge`` document of a .tflite file or its bytes; None when it has none."""
+    name, buf = _load(source)
+    raw = _tflite_metadata_bytes(buf, name)
+    return None if raw is None else loads(raw, name)
+
+
+def _tflite_metadata_bytes(buf: bytes, name: str) -> bytes | None:
+    # Field numbers from tensorflow/lite/schema/schema.fbs (stable since metadata was added):
+    # Model.buffers = 4, Model.metadata = 6; Metadata.name = 0, .buffer = 1;
+    # Buffer.data = 0, .offset = 1, .size = 2 (offset/size: data stored after the flatbuffer).
+    _check_tflite_identifier(buf, name)
+    try:
+        fb = _FlatBuffer(buf)
+        model = fb.root()
+        for entry in fb.tables(model, 6):
+            if fb.string(entry, 0) != KEY:
+                continue
+            index = fb.scalar(entry, 1, "<I")
+            buffers = fb.tables(model, 4)
+            if index >= len(buffers):
+                raise BccError(f"{name}: corrupt TFLite model (metadata points at buffer {index} of {len(buffers)})")
+            buffer = buffers[index]
+            offset, size = fb.scalar(buffer, 1, "<Q"), fb.scalar(buffer, 2, "<Q")
+            if offset > 1:  # 1 is the converter's placeholder for "no external data"
+                return buf[offset : offset + size]
+            return fb.blob(buffer, 0)
+        return None
+    except (struct.error, IndexError, ValueError):
+        raise BccError(f"{name}: corrupt or truncated TFLite model") from None
+
+
+class _FlatBuffer:
+    """Just enough of the flatbuffers wire format to read tables, strings and vectors."""
+
+    def __init__(self, buf: bytes):
+        self.buf = buf
+
+    def _u32(self, pos: int) -> int:
+        return struct.unpack_from("<I", self.buf, pos)[0]
+
+    def root(self) -> int:
+        return self._u32(0)
+
+    def _field(self, table: int, index: int) -> int | None:
+        vtable = table - struct.unpack_from("<i", self.buf, table)[0]
+        vtable_size = struct.unpack_from("<H", self.buf, vtable)[0]
+        slot = 4 + 2 * index
+        if slot >= vtable_size:
+            return None
+        rel = struct.unpack_from("<H", self.buf, vtable + slot)[0]
+        return table + rel if rel else None
+
+    def scalar(self, table: int, index: int, fmt: str) -> int:
+        pos = self._field(table, index)
+        return 0 if pos is None else struct.unpack_from(fmt, self.buf, pos)[0]
+
+    def _vector(self, table: int, index: int) -> tuple[int, int]:
+        pos = self._field(table, index)
+        if pos is None:
+            return 0, 0
+        start = pos + self._u32(pos)
+        length = self._u32(start)
+        if start + 4 + length > len(self.buf):
+            raise ValueError("vector past the end of the buffer")
+        return start + 4, length
+
+    def tables(self, table: int, index: int) -> list[int]:
+        start, length = self._vector(table, index)
+        return [start + 4 * i + self._u32(start + 4 * i) for i in range(length)]
+
+    def blob(self, table: int, index: int) -> bytes:
+        start, length = self._vector(table, index)
+        return bytes(self.buf[start : start + length])
+
+    def string(self, table: int, index: int) -> str:
+        return self.blob(table, index).decode("utf-8", "replace")
+
+
+def _check_tflite_identifier(buf: bytes, name: str) -> None:
+    if len(buf) < 8 or bytes(buf[4:8]) != TFLITE_IDENTIFIER:
+        raise BccError(f"{name}: not a TFLite model (no TFL3 file identifier)")
+
+
+def _as_str(value: Any) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+# --------------------------------------------------------------------------- ONNX
+
+
+def embed_onnx(model: Any, meta: dict[str, Any]) -> Any:
+    """Store `meta` under ``metadata_props["bcc_edge"]`` of an ``onnx.ModelProto`` (in place; returned too)."""
+    text = dumps(meta).decode("utf-8")
+    props = [p for p in model.metadata_props if p.key == KEY]
+    if props:
+        props[0].value = text
+        for extra in props[1:]:
+            model.metadata_props.remove(extra)
+    else:
+        entry = model.metadata_props.add()
+        entry.key = KEY
+        entry.value = text
+    return model
+
+
+def read_onnx(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``bcc_edge`` document of an .onnx file; None when it has none.
+
+    Reads the top-level protobuf fields and seeks past the graph, so it neither needs the
+    ``onnx`` package nor an onnxruntime session, and costs the same for a 1 GB model.
+    """
+    name = str(path)
+    with open(path, "rb") as f:
+        try:
+            props = _onnx_metadata_props(f)
+        except (EOFError, ValueError):
+            raise BccError(f"{name}: not an ONNX model, or a truncated one") from None
+    raw = props.get(KEY)
+    return None if raw is None else loads(raw, name)
+
+
+# ModelProto.metadata_props is field 14; StringStringEntryProto is {1: key, 2: value}.
+_ONNX_METADATA_PROPS = 14
+_ONNX_GRAPH = 7
+
+
+def _onnx_metadata_props(f: IO[bytes]) -> dict[str, bytes]:
+    size = os.fstat(f.fileno()).st_size
+    props: dict[str, bytes] = {}
+    seen_graph = False
+    while f.tell() < size:
+        field, wire_type = _split_tag(_read_varint(f))
+        if wire_type == 0:
+            _read_varint(f)
+        elif wire_type in (1, 5):
+            _read_exact(f, 8 if wire_type == 1 else 4)
+        elif wire_type == 2:
+            length = _read_varint(f)
+            if f.tell() + length > size:
+                raise EOFError
+            if field == _ONNX_METADATA_PROPS:
+                entry = _parse_fields(_read_exact(f, length))
+                props[entry.get(1, b"").decode("utf-8", "replace")] = entry.get(2, b"")
+            else:
+                seen_graph |= field == _ONNX_GRAPH
+                f.seek(length, os.SEEK_CUR)
+        else:
+            raise ValueError(f"unexpected protobuf wire type {wire_type}")
+    if not seen_graph:  # every ONNX model has a graph; random bytes rarely parse this far
+        raise ValueError("no graph")
+    return props
+
+
+def _parse_fields(data: bytes) -> dict[int, bytes]:
+    """Length-delimited fields of a small message (later occurrences win, as in protobuf)."""
+    stream, fields = io.BytesIO(data), {}
+    while stream.tell() < len(data):
+        field, wire_type = _split_tag(_read_varint(stream))
+        if wire_type == 2:
+            fields[field] = _read_exact(stream, _read_varint(stream))
+        elif wire_type == 0:
+            _read_varint(stream)
+        else:
+            raise ValueError(f"unexpected wire type {wire_type} in metadata entry")
+    return fields
+
+
+def _split_tag(tag: int) -> tuple[int, int]:
+    if tag >> 3 == 0:
+        raise ValueError("field number 0")
+    return tag >> 3, tag & 7
+
+
+def _read_varint(f: IO[bytes]) -> int:
+    value = shift = 0
+    while True:
+        byte = f.read(1)
+        if not byte:
+            raise EOFError
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def _read_exact(f: IO[bytes], n: int) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise EOFError
+    return data
+
+
+# --------------------------------------------------------------------------- any artifact
+
+
+def artifact_format(path: str | os.PathLike) -> str:
+    """"tflite" or "onnx", from the suffix, else from the file's first bytes."""
+    suffix = Path(path).suffix.lower()
+    if suffix in (".tflite", ".onnx"):
+        return suffix[1:]
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[4:8] == TFLITE_IDENTIFIER:
+        return "tflite"
+    # An ONNX file starts with ir_version (field 1, varint): tag byte 0x08.
+    if head[:1] == b"\x08":
+        return "onnx"
+    raise BccError(f"{path}: unsupported model format (expected a .tflite or .onnx file)")
+
+
+def read_artifact(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``bcc_edge`` document of a .tflite or .onnx artifact; None when it has none."""
+    return read_tflite(path) if artifact_format(path) == "tflite" else read_onnx(path)
+
+
+def _load(source: PathOrBytes) -> tuple[str, bytes]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return "model", bytes(source)
+    return str(source), Path(source).read_bytes()
