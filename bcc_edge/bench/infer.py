@@ -127,8 +127,6 @@ def stage_latencies(classifier: EdgeClassifier, paths: list[str], passes: int = 
     }
 
 
-# The name bcc_edge/report/build.py imports; remove once it uses `stage_latencies`.
-_stage_latencies = stage_latencies
 
 
 def _pipeline(classifier: EdgeClassifier, paths: list[str], batch_size: int | None, workers: int) -> None:

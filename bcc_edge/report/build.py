@@ -127,11 +127,11 @@ def _latency(slot: _Slot, paths: list[str], options: ReportOptions) -> dict | No
     """Per-image stage latencies (ms percentiles) at batch 1 on one thread, as `bcc-edge bench infer` measures them."""
     if slot.artifact.format == "keras":
         return None  # not a device artifact: nothing runs it on the edge
-    from bcc_edge.bench.infer import _stage_latencies
+    from bcc_edge.bench.infer import stage_latencies
     from bcc_edge.runtime import EdgeClassifier
 
     single = EdgeClassifier(slot.artifact.path, threads=1)
-    return _stage_latencies(single, paths[: options.latency_images], passes=options.latency_passes)
+    return stage_latencies(single, paths[: options.latency_images], passes=options.latency_passes)
 
 
 def _params(group: Group, slots: Sequence[_Slot]) -> int | None:
