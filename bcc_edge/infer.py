@@ -28,19 +28,12 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
 
 from bcc_edge.errors import BccError
-from bcc_edge.preprocess import PreprocessSpec
+from bcc_edge.preprocess import PreprocessSpec, usable_cpus
 from bcc_edge.progress import ProgressBar
 from bcc_edge.runtime import EdgeClassifier, Prediction, check_top_k
 
 FORMATS = ("table", "json", "jsonl", "csv")
 _GLOB_CHARS = frozenset("*?[")
-
-
-def usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 # ---------------------------------------------------------------------------- inputs

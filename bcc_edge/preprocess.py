@@ -179,7 +179,7 @@ class PreprocessSpec:
         checked = _check_batch(images)
         out = _check_out(self, out, len(checked))
         if threads is None:
-            threads = _usable_cpus()
+            threads = usable_cpus()
         elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
             raise PreprocessError(f"threads must be a positive integer; got {threads!r}")
         if not checked:
@@ -403,7 +403,8 @@ def _three_floats(name: str, values: Any) -> tuple[float, float, float]:
     return tuple(_finite_float(name, v) for v in values)  # type: ignore[return-value]
 
 
-def _usable_cpus() -> int:
+def usable_cpus() -> int:
+    """CPUs this process may run on (the affinity mask, not the machine's count)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

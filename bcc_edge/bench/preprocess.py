@@ -45,7 +45,7 @@ def bench_preprocess(
     """
     if batch < 1 or rounds < 1 or min_seconds <= 0:
         raise BccError("batch and rounds must be positive integers and min_seconds positive")
-    threads = preprocess._usable_cpus() if threads is None else threads
+    threads = preprocess.usable_cpus() if threads is None else threads
     if threads < 1:
         raise BccError(f"threads must be a positive integer; got {threads}")
     log = log or (lambda message: None)

@@ -23,7 +23,7 @@ def bench_infer_command(
 ) -> None:
     """Time decode, preprocess and invoke (p50/p95/p99), images/s end to end, and a naive baseline."""
     from bcc_edge.bench.infer import format_report, run_bench
-    from bcc_edge.infer import usable_cpus
+    from bcc_edge.preprocess import usable_cpus
     from bcc_edge.runtime import default_model
 
     log = None if as_json else (lambda message: typer.echo(message, err=True))

@@ -30,7 +30,8 @@ def infer_command(
 
     Exit code: 0 all inputs classified, 1 some inputs failed, 2 usage or model error.
     """
-    from bcc_edge.infer import FORMATS, ResultWriter, expand_inputs, open_output, read_labels, read_spec, run_inference, usable_cpus
+    from bcc_edge.infer import FORMATS, ResultWriter, expand_inputs, open_output, read_labels, read_spec, run_inference
+    from bcc_edge.preprocess import usable_cpus
     from bcc_edge.progress import ProgressBar
     from bcc_edge.runtime import EdgeClassifier, default_model
 
