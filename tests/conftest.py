@@ -18,6 +18,18 @@ PBC_ROOT = PROJECT_ROOT.parent / "shared" / "data" / "pbc"
 SYNTH_CLASSES = CLASSES[:3]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_image_cache(tmp_path_factory):
+    """Keep the decoded-image cache of test runs out of the user's ~/.cache/bcc-edge."""
+    previous = os.environ.get("BCC_EDGE_CACHE")
+    os.environ["BCC_EDGE_CACHE"] = str(tmp_path_factory.mktemp("image-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("BCC_EDGE_CACHE", None)
+    else:
+        os.environ["BCC_EDGE_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def synthetic_data(tmp_path_factory) -> Path:
     """3 classes (eosinophil, lymphocyte, monocyte) x 16 JPEGs; read-only (copy before altering)."""
@@ -26,11 +38,12 @@ def synthetic_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_run(synthetic_data, tmp_path_factory) -> Path:
-    """bcc-small trained for 2 epochs at 32 px on the synthetic set."""
+    """bcc-small trained for 6 epochs at 32 px on the synthetic set (enough steps for
+    BatchNorm moving statistics to settle, so outputs differ between images)."""
     from bcc_edge.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    train(TrainConfig(data=str(synthetic_data), out=str(out), model="bcc-small", image_size=32, batch_size=8, epochs=2, seed=1))
+    train(TrainConfig(data=str(synthetic_data), out=str(out), model="bcc-small", image_size=32, batch_size=8, epochs=6, seed=1))
     return out
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import sys
 from typing import Callable, TypeVar
 
 import typer
@@ -35,7 +34,3 @@ def user_errors(fn: F) -> F:
 
     return wrapper  # type: ignore[return-value]
 
-
-def is_tty(stream=None) -> bool:
-    stream = stream or sys.stderr
-    return hasattr(stream, "isatty") and stream.isatty()

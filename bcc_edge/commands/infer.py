@@ -10,7 +10,8 @@ from typing import List, Optional
 
 import typer
 
-from bcc_edge.commands._common import is_tty, user_errors
+from bcc_edge.commands._common import user_errors
+from bcc_edge.progress import is_terminal
 from bcc_edge.errors import BccError
 
 @user_errors
@@ -56,7 +57,7 @@ def infer_command(
         raise BccError("no input files found in " + " ".join(inputs))
 
     # A bar redrawn between rows printed to the same terminal would garble both.
-    show_progress = total is not None and is_tty(sys.stderr) and not (output is None and is_tty(sys.stdout))
+    show_progress = total is not None and is_terminal(sys.stderr) and not (output is None and is_terminal(sys.stdout))
     progress = ProgressBar(total, desc="infer", enabled=True) if show_progress else None
     try:
         with open_output(str(output) if output else None, sys.stdout) as stream:
