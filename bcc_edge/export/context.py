@@ -1,0 +1,179 @@
+"""What every artifact builder needs from a run, computed once and only when asked for:
+the float model, the calibration images, the quantisation-trained model, the metadata."""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from bcc_edge import __version__
+from bcc_edge import calib as _calib
+from bcc_edge.errors import BccError
+from bcc_edge.metadata import FORMAT_VERSION
+from bcc_edge.rundir import RunDir
+
+IO_TYPES = ("int8", "uint8", "float32")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How `export_run` builds artifacts; the CLI flags map one to one."""
+
+    int8: bool = False
+    io: str = "int8"  # input/output type of the INT8 TFLite model
+    formats: tuple[str, ...] | None = None  # None: every format family ("tflite", "onnx")
+    qat_epochs: int = 2
+    ptq: bool = False  # post-training quantisation instead of QAT
+    qat_lr: float = 1e-4
+    calib: str | None = None  # calibration manifest; None: derived from the run's train split
+    calib_root: str | None = None  # data root the manifest's paths are relative to (default: the run's)
+    calib_per_class: int = _calib.DEFAULT_PER_CLASS
+    force: bool = False
+    seed: int = 0
+    opset: int = 17
+
+    def check(self) -> None:
+        if self.io not in IO_TYPES:
+            raise BccError(f"--io must be one of {', '.join(IO_TYPES)} (got {self.io!r})")
+        if self.ptq and not self.int8:
+            raise BccError("--ptq chooses how INT8 models are made; it needs --int8")
+        if self.int8 and not self.ptq and self.qat_epochs < 1:
+            raise BccError(f"--qat-epochs must be at least 1 (got {self.qat_epochs}); use --ptq for no training")
+        if not (self.qat_lr > 0 and math.isfinite(self.qat_lr)):
+            raise BccError(f"--qat-lr must be a positive number (got {self.qat_lr})")
+
+
+class ExportContext:
+    def __init__(self, run: RunDir, options: ExportOptions, log: Callable[[str], None]):
+        self.run = run
+        self.options = options
+        self.log = log
+        self.spec = run.spec.with_output("float32")
+        self.labels = run.labels
+        self.model_name = str(run.config.get("model", "model"))
+
+    # ------------------------------------------------------------------ inputs
+
+    @functools.cached_property
+    def float_model(self):
+        try:
+            return self.run.load_best_model()
+        except (OSError, ValueError, TypeError) as exc:  # what tf_keras raises for damaged files
+            raise BccError(f"cannot load the float model {self.run.best_model_path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+    @functools.cached_property
+    def calibration(self) -> _calib.CalibrationSet:
+        opts = self.options
+        if opts.calib is None:
+            records = _calib.select(self.run.records("train"), opts.calib_per_class, seed=opts.seed)
+            return _calib.from_records(records, self.run.data_root, "train split of the run")
+        return _calib.load(opts.calib, opts.calib_root or self.run.data_root, self.labels)
+
+    @functools.cached_property
+    def calib_images(self) -> np.ndarray:
+        """Calibration images decoded and resized (uint8), as every predictor receives them."""
+        from bcc_edge.data import load_arrays
+
+        cset = self.calibration
+        images, _, bad = load_arrays(list(cset.records), self.spec, **self.cache_options)
+        if bad:
+            path, reason = bad[0]
+            raise BccError(f"calibration set ({cset.source}): {len(bad)} unreadable image(s), e.g. {path}: {reason}")
+        return images
+
+    @property
+    def cache_options(self) -> dict[str, Any]:
+        """Decode through the run's image cache, as training did (export then skips JPEG decoding)."""
+        return {"cache_dir": self.run.config.get("cache_dir"), "use_cache": bool(self.run.config.get("use_cache", True))}
+
+    @functools.cached_property
+    def calib_inputs(self) -> np.ndarray:
+        """Calibration images as float model inputs: the same preprocessing as the float model."""
+        return self.spec.apply_batch(self.calib_images)
+
+    def representative_batches(self):
+        """Single-image float32 batches (what the TFLite and onnxruntime calibrators step through)."""
+        for x in self.calib_inputs:
+            yield x[None]
+
+    # ------------------------------------------------------------------ quantisation
+
+    @property
+    def quantization(self) -> str | None:
+        if not self.options.int8:
+            return None
+        return "ptq" if self.options.ptq else "qat"
+
+    @functools.cached_property
+    def qat_model(self):
+        """The float model fine-tuned with fake quantisation on the run's train split."""
+        from bcc_edge import qat
+        from bcc_edge._tf import keras
+        from bcc_edge.data import load_arrays, make_dataset
+
+        opts = self.options
+        keras.utils.set_random_seed(opts.seed)
+        wrapped = qat.quantize_for_training(self.float_model)
+        images, labels, _ = load_arrays(self.run.records("train"), self.spec, **self.cache_options)
+        if len(images) == 0:
+            raise BccError(f"{self.run.path}: the train split has no readable images to fine-tune on")
+        batch = int(self.run.config.get("batch_size", 32))
+        dataset = make_dataset(images, labels, self.spec, batch, training=True, augment=self.run.config.get("augment", True), seed=opts.seed)
+        self.log(f"QAT: {opts.qat_epochs} epoch(s) on {len(images)} train images, lr {opts.qat_lr:g} cosine to 0")
+        qat.finetune(
+            wrapped,
+            dataset.repeat(),
+            opts.qat_epochs,
+            steps_per_epoch=math.ceil(len(images) / batch),
+            lr=opts.qat_lr,
+            label_smoothing=float(self.run.config.get("label_smoothing", 0.0)),
+            log=self.log,
+        )
+        return wrapped
+
+    @property
+    def int8_keras_model(self):
+        """What the TFLite converter quantises: the QAT model, or the float model for PTQ."""
+        return self.float_model if self.options.ptq else self.qat_model
+
+    @functools.cached_property
+    def int8_float_weights_model(self):
+        """A plain float model for converters that quantise by themselves (onnxruntime):
+        with QAT, the float architecture carrying the QAT-fine-tuned weights."""
+        if self.options.ptq:
+            return self.float_model
+        from bcc_edge import qat
+
+        return qat.transfer_weights(self.qat_model, self.float_model)
+
+    # ------------------------------------------------------------------ metadata
+
+    def metadata(self, precision: str, input_q: dict[str, Any], output_q: dict[str, Any]) -> dict[str, Any]:
+        """The `bcc_edge` document for one artifact (schema in ARCHITECTURE.md)."""
+        int8 = precision == "int8"
+        h, w = self.spec.size
+        return {
+            "format_version": FORMAT_VERSION,
+            "toolkit_version": __version__,
+            "model_name": self.model_name,
+            "labels": list(self.labels),
+            "preprocess": self.spec.to_dict(),
+            "input": {**input_q, "shape": [1, h, w, 3]},
+            "output": {**output_q, "activation": "softmax"},
+            "quantization": self.quantization if int8 else None,
+            "data_fingerprint": self.run.fingerprint,
+            "float_val_accuracy": self.run.float_val_accuracy,
+            "calibration": self.calibration.describe() if int8 else None,
+        }
+
+
+def quant_record(dtype: str, scale: float = 1.0, zero_point: int = 0) -> dict[str, Any]:
+    """An input/output entry; float tensors get scale 1, zero point 0 (the runtime's convention)."""
+    if dtype == "float32":
+        scale, zero_point = 1.0, 0
+    return {"dtype": dtype, "scale": float(scale), "zero_point": int(zero_point)}
+

@@ -1,0 +1,186 @@
+"""`bcc-edge verify`: run every artifact of an export and the Keras float model on the same
+labelled images and check that the INT8 artifacts still agree with the float model.
+
+Which images (`evaluation_records`):
+- no `data`: the run's own `split` (what training validated on);
+- a dataset with splits.csv: its rows of `split`;
+- an ImageFolder: the run's saved `split` when it is the folder the run trained on (so val
+  images stay val images), else every image in it (a fresh, unseen set).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bcc_edge import data as _data
+from bcc_edge.errors import BccError
+from bcc_edge.evaluate import Result, evaluate
+from bcc_edge.export import manifest as _manifest
+from bcc_edge.export.selfcheck import FLOAT_TOLERANCE
+from bcc_edge.rundir import Record, RunDir
+
+FLOAT_NAME = "keras (float)"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    min_agreement: float = 0.98  # INT8 top-1 agreement with the float model, fraction
+    max_accuracy_drop: float = 0.01  # INT8 accuracy may be this much (fraction) below float
+
+    def check(self) -> None:
+        if not 0.0 <= self.min_agreement <= 1.0:
+            raise BccError(f"--min-agreement must be between 0 and 100 percent (got {self.min_agreement * 100:g})")
+        if not 0.0 <= self.max_accuracy_drop <= 1.0:
+            raise BccError(f"--max-accuracy-drop must be between 0 and 100 points (got {self.max_accuracy_drop * 100:g})")
+
+
+@dataclass
+class ArtifactCheck:
+    file: str
+    format: str
+    precision: str
+    bytes: int
+    result: Result
+    failures: list[str] = field(default_factory=list)
+
+
+@dataclass
+class VerifyReport:
+    export_dir: Path
+    source: str  # where the images came from, for the header line
+    count: int
+    bad: list[tuple[str, str]]
+    float_result: Result
+    artifacts: list[ArtifactCheck]
+    thresholds: Thresholds
+
+    @property
+    def passed(self) -> bool:
+        return not any(a.failures for a in self.artifacts)
+
+    def to_dict(self) -> dict:
+        return {
+            "export_dir": str(self.export_dir),
+            "source": self.source,
+            "count": self.count,
+            "unreadable": len(self.bad),
+            "thresholds": vars(self.thresholds),
+            "float": self.float_result.summary(),
+            "artifacts": [
+                {"file": a.file, "format": a.format, "precision": a.precision, "bytes": a.bytes, **a.result.summary(), "failures": a.failures}
+                for a in self.artifacts
+            ],
+            "passed": self.passed,
+        }
+
+
+def evaluation_records(run: RunDir, data: str | os.PathLike | None, split: str) -> tuple[list[Record], str]:
+    """The labelled images to verify on (module docstring), indexed by the run's labels."""
+    if split not in ("train", "val"):
+        raise BccError(f"--split must be train or val (got {split!r})")
+    if data is None:
+        return run.records(split), f"{split} split of the run ({run.data_root})"
+    data = Path(data).expanduser()
+    if not data.is_dir():
+        raise BccError(f"data folder not found: {data}")
+    has_splits = (data / _data.SPLITS_FILE).is_file()
+    if not has_splits and data.resolve() == run.data_root.resolve():
+        return run.records(split), f"{split} split of the run ({data})"
+    index = _data.discover(data, seed=int(run.config.get("seed", 0)))
+    if has_splits:
+        found, source = getattr(index, split), f"{split} rows of {data / _data.SPLITS_FILE}"
+    else:
+        found, source = index.train + index.val, f"all images of {data}"
+    position = {label: i for i, label in enumerate(run.labels)}
+    unknown = sorted({r.label for r in found} - set(position))
+    if unknown:
+        raise BccError(f"{data} has classes the model does not know: {', '.join(unknown)} (model classes: {', '.join(run.labels)})")
+    return [Record(r.path, r.label, position[r.label], r.sha256) for r in found], source
+
+
+def verify_export(
+    export_dir: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    split: str = "val",
+    thresholds: Thresholds = Thresholds(),
+    run_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
+) -> VerifyReport:
+    """Evaluate every artifact in `export_dir` against its run's float model (see module doc)."""
+    from bcc_edge.keras_predictor import KerasPredictor
+    from bcc_edge.runtime import EdgeClassifier
+
+    thresholds.check()
+    export_dir = Path(export_dir)
+    manifest = _manifest.read(export_dir)
+    run = _run_of(manifest, run_dir)
+    records, source = evaluation_records(run, data, split)
+    if not records:
+        raise BccError(f"no images to verify on ({source})")
+    images, y_true, bad = _data.load_arrays(records, run.spec, run.config.get("cache_dir"), use_cache=bool(run.config.get("use_cache", True)))
+    if len(images) == 0:
+        raise BccError(f"none of the {len(records)} images could be read ({source})")
+
+    entries = manifest["artifacts"]
+    predictors = {FLOAT_NAME: KerasPredictor.from_run(run)}
+    predictors.update({a["file"]: EdgeClassifier(export_dir / a["file"], threads=threads) for a in entries})
+    results = {r.name: r for r in evaluate(predictors, images, y_true, reference=FLOAT_NAME)}
+    float_result = results[FLOAT_NAME]
+    checks = []
+    for a in entries:
+        check = ArtifactCheck(a["file"], a["format"], a["precision"], int(a["bytes"]), results[a["file"]])
+        check.failures = _failures(check, float_result, thresholds)
+        checks.append(check)
+    return VerifyReport(export_dir, source, len(images), bad, float_result, checks, thresholds)
+
+
+def _run_of(manifest: dict, run_dir: str | os.PathLike | None) -> RunDir:
+    path = run_dir or manifest.get("run_dir")
+    if not path:
+        raise BccError("manifest.json does not name the run directory; pass --run")
+    if not Path(path).is_dir():
+        raise BccError(f"the run directory {path} named in manifest.json is gone; pass --run RUN_DIR")
+    return RunDir(path)
+
+
+def _failures(check: ArtifactCheck, reference: Result, t: Thresholds) -> list[str]:
+    r = check.result
+    failures = list(r.problems)
+    if check.precision == "int8":
+        if r.agreement < t.min_agreement:
+            failures.append(f"agreement with float {r.agreement:.2%} < {t.min_agreement:.2%}")
+        drop = reference.accuracy - r.accuracy
+        if drop > t.max_accuracy_drop + 1e-12:
+            failures.append(f"accuracy {r.accuracy:.2%} is {drop * 100:.2f} points below float ({reference.accuracy:.2%}); allowed {t.max_accuracy_drop * 100:g}")
+    elif r.max_abs_diff > FLOAT_TOLERANCE:
+        failures.append(f"float artifact differs from Keras by up to {r.max_abs_diff:.4f} (> {FLOAT_TOLERANCE})")
+    return failures
+
+
+def format_report(report: VerifyReport) -> str:
+    """A fixed-width table, one row per artifact, then PASS/FAIL lines."""
+    lines = [f"verify {report.export_dir}: {report.count} images, {report.source}"]
+    if report.bad:
+        lines.append(f"skipped {len(report.bad)} unreadable image(s), e.g. {report.bad[0][0]}: {report.bad[0][1]}")
+    header = f"{'artifact':<22} {'precision':<9} {'accuracy':>9} {'agreement':>10} {'max |dp|':>9} {'size':>10}"
+    lines += [header, "-" * len(header)]
+    f = report.float_result
+    lines.append(f"{FLOAT_NAME:<22} {'float32':<9} {f.accuracy:>9.2%} {'-':>10} {'-':>9} {'-':>10}")
+    for a in report.artifacts:
+        r = a.result
+        lines.append(f"{a.file:<22} {a.precision:<9} {r.accuracy:>9.2%} {r.agreement:>10.2%} {r.max_abs_diff:>9.4f} {_size(a.bytes):>10}")
+    for a in report.artifacts:
+        for failure in a.failures:
+            lines.append(f"FAIL {a.file}: {failure}")
+    t = report.thresholds
+    lines.append(
+        ("PASS" if report.passed else "FAIL")
+        + f": INT8 agreement >= {t.min_agreement:.0%} and accuracy drop <= {t.max_accuracy_drop * 100:g} point(s)"
+    )
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MiB"
