@@ -144,12 +144,13 @@ class EdgeClassifier:
     def precision(self) -> str:
         """"int8" for a quantised artifact, else "float32".
 
-        Integer input/output tensors say so directly; an ONNX QDQ model has float32 I/O, so
-        there the exporter's `quantization` entry decides.
+        Integer input/output tensors say so directly; an ONNX QDQ model, or an INT8 TFLite
+        exported with `--io float32`, has float32 I/O, so there the exporter's `quantization`
+        entry decides.
         """
         if self._model.input_dtype != "float32" or self._model.output_dtype != "float32":
             return "int8"
-        if self.format == "onnx" and self.metadata and self.metadata.get("quantization"):
+        if self.metadata and self.metadata.get("quantization"):
             return "int8"
         return "float32"
 
