@@ -98,11 +98,12 @@ def test_recipe_defaults_and_validation():
 
 def test_resume_trains_further_than_first_asked(tiny_run, tmp_path, cache):
     run_dir = shutil.copytree(tiny_run, tmp_path / "run")
-    run = resume(run_dir, epochs=3, log=lambda m: None)
-    assert [row["epoch"] for row in run.history()] == [1, 2, 3]
-    assert run.state["epoch"] == 3 and run.state["epochs"] == 3
+    more = RunDir(run_dir).config["epochs"] + 1
+    run = resume(run_dir, epochs=more, log=lambda m: None)
+    assert [row["epoch"] for row in run.history()] == list(range(1, more + 1))
+    assert run.state["epoch"] == more and run.state["epochs"] == more
     lines = []
-    resume(run_dir, epochs=3, log=lines.append)  # nothing left to do
+    resume(run_dir, epochs=more, log=lines.append)  # nothing left to do
     assert "nothing to do" in lines[0]
     with pytest.raises(BccError, match="cannot change"):
         resume(run_dir, batch_size=4)
