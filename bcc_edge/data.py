@@ -33,7 +33,7 @@ from bcc_edge import augment as augment_mod
 from bcc_edge.errors import BccError
 from bcc_edge.preprocess import PreprocessSpec, load_image
 from bcc_edge.progress import ProgressBar
-from bcc_edge.rundir import SPLIT_COLUMNS, Record, csv_text
+from bcc_edge.rundir import SPLIT_COLUMNS, Record, csv_text, write_bytes
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 SPLITS_FILE = "splits.csv"
@@ -301,13 +301,11 @@ class ImageCache:
 
 
 def _write_quietly(path: Path, data: bytes) -> bool:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Atomic write that reports failure instead of raising: a cache may be read-only or full."""
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_bytes(path, data)
         return True
     except OSError:
-        tmp.unlink(missing_ok=True)
         return False
 
 

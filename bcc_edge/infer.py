@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import csv
 import glob
-import io
 import json
 import os
 import sys
-import tempfile
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +28,7 @@ from typing import IO, Iterable, Iterator, Sequence
 from bcc_edge.errors import BccError
 from bcc_edge.preprocess import PreprocessSpec, usable_cpus
 from bcc_edge.progress import ProgressBar
+from bcc_edge.rundir import atomic_path
 from bcc_edge.runtime import EdgeClassifier, Prediction, check_top_k
 
 FORMATS = ("table", "json", "jsonl", "csv")
@@ -254,14 +253,8 @@ def open_output(path: str | None, stdout: IO[str]) -> Iterator[IO[str]]:
         raise BccError(f"--output is a directory: {target}")
     if not target.parent.is_dir():
         raise BccError(f"--output directory does not exist: {target.parent}")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with io.open(fd, "w", encoding="utf-8", newline="") as f:
-            yield f
-        os.replace(tmp, target)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        yield f
 
 
 # ---------------------------------------------------------------------------- the run
