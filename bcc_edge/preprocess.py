@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from bcc_edge import jpeg
 from bcc_edge.errors import BccError
 
 try:
@@ -428,10 +429,10 @@ def _warn_no_kernel() -> None:
 
 # ----------------------------------------------------------------------------- decoding
 #
-# Pillow decodes: its wheels bundle libjpeg-turbo (the fastest JPEG decoder there is) for
-# x86-64 and aarch64 alike, it offers DCT-domain downscaling (draft), and it reads PNG, BMP and
-# TIFF too. OpenCV is not part of the device install and simplejpeg/PyTurboJPEG read JPEG only
-# (or need a system libturbojpeg).
+# Pillow is the reference decoder: its wheels bundle libjpeg-turbo for x86-64 and aarch64
+# alike, it offers DCT-domain downscaling (draft), and it reads PNG, BMP and TIFF too. Plain
+# YCbCr/grey JPEGs (every PBC image) take `bcc_edge.jpeg`, the same libjpeg-turbo through
+# simplejpeg without Pillow's per-file overhead, and come out byte-identical.
 
 _EXIF_ORIENTATION = 0x0112
 
@@ -454,8 +455,17 @@ def load_image(path: str | os.PathLike, spec: PreprocessSpec | None = None) -> n
     from PIL import Image, UnidentifiedImageError
 
     try:
-        if os.path.getsize(path) == 0:
-            raise ImageDecodeError(path, "empty file")
+        with open(path, "rb") as file:
+            head = file.read(len(jpeg.SOI))
+            if not head:
+                raise ImageDecodeError(path, "empty file")
+            if head == jpeg.SOI:
+                draft_size = spec.size if spec is not None and spec.jpeg_draft else None
+                fast = jpeg.decode(head + file.read(), draft_size, MAX_IMAGE_PIXELS)
+                if isinstance(fast, str):
+                    raise ImageDecodeError(path, fast)
+                if fast is not None:
+                    return fast
         with Image.open(path) as im:
             width, height = im.size
             if width * height > MAX_IMAGE_PIXELS:

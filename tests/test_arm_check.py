@@ -57,7 +57,7 @@ def test_pins_refuse_what_the_host_lacks_or_does_not_satisfy():
 def test_device_pins_cover_the_runtime_and_never_tensorflow():
     reqs = arm_check.device_requirements(arm_check.PROJECT / "pyproject.toml")
     pins = arm_check.resolve_pins(reqs, GUEST, arm_check._host_version, lambda n: arm_check.metadata.requires(n) or [])
-    assert {"numpy", "pillow", "typer", "ai-edge-litert", "onnxruntime"} <= set(pins)
+    assert {"numpy", "pillow", "simplejpeg", "typer", "ai-edge-litert", "onnxruntime"} <= set(pins)
     assert not {name for name in pins if name.startswith(("tensorflow", "tf-keras", "keras"))}
 
 

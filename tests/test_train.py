@@ -140,6 +140,54 @@ def test_interrupt_saves_a_mid_epoch_checkpoint_and_resume_finishes(synthetic_da
     assert int(optimizer.iterations.numpy()) == 3 * 4  # every step ran exactly once
 
 
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_training_at_the_next_step_boundary(synthetic_data, tmp_path, cache, monkeypatch, signum):
+    from bcc_edge import progress
+
+    out = tmp_path / "run"
+    calls = {"n": 0, "finished_step": False}
+    original = progress.ProgressBar.update
+
+    def signal_during_third_batch_of_epoch_two(self, *args, **kwargs):
+        calls["n"] += self.desc.startswith("epoch")
+        if calls["n"] == 4 + 3:
+            os.kill(os.getpid(), signum)
+            calls["finished_step"] = True  # not reached if the signal raised right here
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(progress.ProgressBar, "update", signal_during_third_batch_of_epoch_two)
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        train(_tiny(synthetic_data, out, epochs=3), log=lines.append)
+    assert calls["finished_step"]
+    assert "interrupted: checkpoint saved at epoch 1 + 3 steps" in lines[-1]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers given back
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_a_second_signal_stops_at_once(synthetic_data, tmp_path, cache, monkeypatch):
+    from bcc_edge import progress
+
+    out = tmp_path / "run"
+    calls = {"n": 0, "after_second": False}
+    original = progress.ProgressBar.update
+
+    def two_signals(self, *args, **kwargs):
+        calls["n"] += self.desc.startswith("epoch")
+        if calls["n"] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+            calls["after_second"] = True
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(progress.ProgressBar, "update", two_signals)
+    lines = []
+    with pytest.raises(KeyboardInterrupt):
+        train(_tiny(synthetic_data, out, epochs=3), log=lines.append)
+    assert not calls["after_second"]
+    assert "interrupted: checkpoint saved at epoch 0 + 2 steps" in lines[-1]
+
+
 def test_early_stopping_keeps_the_best(synthetic_data, tmp_path, cache):
     run = train(_tiny(synthetic_data, tmp_path / "run", epochs=6, patience=1, lr=0.05, schedule="constant", warmup_epochs=0.0), log=lambda m: None)
     history = run.history()
@@ -218,7 +266,9 @@ def test_cli_user_errors_are_one_line(args, message, tmp_path, monkeypatch):
 
 # Slow tier: once in three CI runs on a loaded 2-core machine the child died with SIGSEGV
 # (exit -11, no output) instead of saving; not reproduced in 10 isolated and 6 concurrent runs.
-# Kept runnable (`pytest -m slow`) so the crash stays visible until it is understood.
+# The suspected cause, a KeyboardInterrupt raised inside TensorFlow code, is gone (the signal now
+# only sets a flag checked between steps: train._StopRequest); this stays in the slow tier until
+# CI has shown the crash is too.
 @pytest.mark.slow
 def test_ctrl_c_in_the_cli_saves_a_checkpoint(synthetic_data, tmp_path):
     out = tmp_path / "run"

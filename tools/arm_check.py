@@ -667,7 +667,7 @@ def model_source(inputs: Inputs) -> str:
 
 
 def summary(guest: GuestEnv, build: CrossBuild, inputs: Inputs, host: dict[str, np.ndarray]) -> str:
-    named = [n for n in ("numpy", "ai-edge-litert", "onnxruntime", "pillow", "typer") if n in guest.pins]
+    named = [n for n in ("numpy", "ai-edge-litert", "onnxruntime", "pillow", "simplejpeg", "typer") if n in guest.pins]
     dropped = " ".join(build.dropped) or "none"
     probs = host["probs_INT8 TFLite"]
     distinct = len({row.tobytes() for row in probs})

@@ -75,7 +75,8 @@ def train_command(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bars [default: only on a terminal]."),
 ) -> None:
     """Train a classifier into a run directory (config, labels, preprocessing, splits, history,
-    checkpoints, best model, val metrics). Ctrl-C saves a checkpoint; --resume continues it."""
+    checkpoints, best model, val metrics). Ctrl-C finishes the current step and saves a
+    checkpoint (twice: stop at once); --resume continues it."""
     from bcc_edge import train as train_mod
 
     given = {
