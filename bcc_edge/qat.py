@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from bcc_edge._tf import keras, tf
+from bcc_edge._tf import keras, meet_onednn_uint8_note, tf
 from bcc_edge.errors import BccError
 
 # QAT starts from converged float weights: a large LR undoes them (a freshly wrapped model
@@ -124,6 +124,7 @@ def finetune(
         callbacks.append(keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: log(f"QAT epoch {epoch + 1}/{epochs}: loss {logs['loss']:.4f}, accuracy {logs['accuracy']:.4f}")
         ))
+    meet_onednn_uint8_note()
     history = qat_model.fit(train_ds, epochs=epochs, steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=0)
     last = {k: float(v[-1]) for k, v in history.history.items()}
     if not math.isfinite(last.get("loss", math.nan)):

@@ -13,11 +13,8 @@ board with only one of them installed still runs the other format.
 from __future__ import annotations
 
 import os
-import sys
-import tempfile
 import threading
 from collections import OrderedDict
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -25,6 +22,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from bcc_edge import metadata as _metadata
+from bcc_edge import native_log
 from bcc_edge.errors import BccError
 from bcc_edge.preprocess import PreprocessError, PreprocessSpec, load_image
 
@@ -303,7 +301,7 @@ class _TFLiteModel:
 
     def _new_interpreter(self):
         try:
-            with _without_native_log_line(_XNNPACK_NOTICE):
+            with native_log.dropping(native_log.XNNPACK_NOTICE):
                 interpreter = self._interpreter_class(model_content=self._content, num_threads=self._threads)
                 interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
@@ -337,33 +335,6 @@ class _TFLiteModel:
         raw = interpreter.get_tensor(self._out_index)
         return _to_probabilities(raw, self._output_quant, self._softmax)
 
-
-# LiteRT prints this from C++ to file descriptor 2 once per process; on a command whose
-# stderr carries the run's own messages it is noise.
-_XNNPACK_NOTICE = b"INFO: Created TensorFlow Lite XNNPACK delegate"
-
-
-@contextmanager
-def _without_native_log_line(prefix: bytes):
-    """Capture what native code writes to fd 2 meanwhile and pass it on, less lines starting
-    with `prefix` (captured, not discarded: real diagnostics, and other threads' output, survive)."""
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no usable fd 2 (closed, or embedded)
-        yield
-        return
-    with tempfile.TemporaryFile() as capture:
-        os.dup2(capture.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            capture.seek(0)
-            kept = [line for line in capture.read().splitlines(keepends=True) if not line.startswith(prefix)]
-            if kept:
-                os.write(2, b"".join(kept))
 
 
 def _single_io(path, inputs, outputs):

@@ -462,6 +462,7 @@ def _inference_copy(model, cfg: TrainConfig, num_classes: int):
 def _fit(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime, log, progress) -> RunDir | None:
     """The epoch loop; returns the run (None on a cluster worker that cannot see its folder)."""
     from bcc_edge import distribute
+    from bcc_edge._tf import meet_onednn_uint8_note
 
     global_batch = cfg.batch_size
     if global_batch % runtime.replicas:
@@ -488,6 +489,7 @@ def _fit(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime, log, progress) -
     with distribute.precision_policy(runtime):
         step_fn = _train_step(model, optimizer, runtime, num_classes, cfg.label_smoothing, class_weights, global_batch)
     evaluate = _evaluator(model, arrays, cfg.label_smoothing)
+    meet_onednn_uint8_note()
     iterator = iter(_train_dataset(arrays, cfg, runtime, steps, start_epoch, skip))
     saver = _Saver(out, runtime)
     total_steps = cfg.epochs * steps
@@ -496,6 +498,7 @@ def _fit(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime, log, progress) -
         log(
             f"training {cfg.model} ({model.count_params():,} parameters) at {cfg.image_size}px for {cfg.epochs} epochs, "
             f"{steps} steps of {global_batch}; {runtime.kind} strategy x{runtime.replicas}"
+            + (f" on {runtime.gpus} GPU(s)" if runtime.gpus else " on the CPU (no GPU found)")
             + (", mixed precision" if runtime.mixed_precision else "")
             + (", XLA" if runtime.xla else "")
         )

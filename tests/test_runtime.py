@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import numpy as np
@@ -166,12 +165,3 @@ def test_concurrent_callers_get_the_same_answers(tiny_export, images, name):
         results = list(pool.map(lambda i: classifier.predict_proba(images[i : i + 3]), starts))
     for start, result in zip(starts, results):
         np.testing.assert_array_equal(result, expected[start : start + 3])
-
-
-def test_native_stderr_loses_only_the_xnnpack_notice(capfd):
-    from bcc_edge import runtime
-
-    with runtime._without_native_log_line(runtime._XNNPACK_NOTICE):
-        os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n")
-        os.write(2, b"ERROR: something real\n")
-    assert capfd.readouterr().err == "ERROR: something real\n"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bcc_edge import metadata
+from bcc_edge import metadata, native_log
 from bcc_edge.errors import BccError
 from bcc_edge.export.context import ExportContext, quant_record
 from bcc_edge.rundir import write_bytes
@@ -41,7 +41,8 @@ def _convert(converter, what: str) -> bytes:
             # A QAT model's input ranges live in its QuantizeLayer, which TF does not count as
             # the "statistics" it asks for; the interpreter read-back below is the authority.
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-            return converter.convert()
+            with native_log.dropping(native_log.TENSORFLOW_NOISE):
+                return converter.convert()
     except Exception as exc:  # ConverterError and friends; the first lines name the op
         raise BccError(f"cannot convert the model to {what}: {_summary(exc)}") from None
 
