@@ -188,6 +188,17 @@ def _select_classes(rows, classes):
     return [row for row in rows if row[1] in wanted]
 
 
+def relabel(records: Sequence[Record], labels: Sequence[str], source: str | os.PathLike) -> list[Record]:
+    """`records` with `.index` set to each label's position in a model's `labels` (a dataset
+    other than the training one may list its classes in another order); a class the model
+    does not know is a BccError naming it."""
+    position = {label: i for i, label in enumerate(labels)}
+    unknown = sorted({r.label for r in records} - set(position))
+    if unknown:
+        raise BccError(f"{source} has classes the model does not know: {', '.join(unknown)} (model classes: {', '.join(labels)})")
+    return [Record(r.path, r.label, position[r.label], r.sha256) for r in records]
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

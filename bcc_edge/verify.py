@@ -93,11 +93,7 @@ def evaluation_records(run: RunDir, data: str | os.PathLike | None, split: str) 
         found, source = getattr(index, split), f"{split} rows of {data / _data.SPLITS_FILE}"
     else:
         found, source = index.train + index.val, f"all images of {data}"
-    position = {label: i for i, label in enumerate(run.labels)}
-    unknown = sorted({r.label for r in found} - set(position))
-    if unknown:
-        raise BccError(f"{data} has classes the model does not know: {', '.join(unknown)} (model classes: {', '.join(run.labels)})")
-    return [Record(r.path, r.label, position[r.label], r.sha256) for r in found], source
+    return _data.relabel(found, run.labels, data), source
 
 
 def verify_export(

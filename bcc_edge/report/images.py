@@ -43,14 +43,6 @@ def _from_runs(runs: Sequence[RunDir], split: str) -> EvalImages:
     return EvalImages(records, f"the '{split}' images shared by the saved splits of runs {', '.join(str(r.path) for r in runs)}", notes)
 
 
-def _relabel(records: Sequence[Record], labels: Sequence[str], data: Path) -> list[Record]:
-    index = {label: i for i, label in enumerate(labels)}
-    unknown = sorted({r.label for r in records} - set(index))
-    if unknown:
-        raise BccError(f"the classes of {data} do not match the models: {', '.join(unknown)} not among the models' classes ({', '.join(labels)})")
-    return [Record(r.path, r.label, index[r.label], r.sha256) for r in records]
-
-
 def select_images(data: str | Path, split: str, runs: Sequence[RunDir], labels: Sequence[str]) -> EvalImages:
     """The labelled images to evaluate on; BccError when none, or when their classes are not the models'."""
     if split not in SPLITS:
@@ -71,7 +63,7 @@ def select_images(data: str | Path, split: str, runs: Sequence[RunDir], labels: 
             chosen = EvalImages(index.train + index.val, f"all images of {data} (no splits.csv, and no run was trained on it)")
             if split != "all":
                 chosen.notes.append(f"--split {split} ignored: {data} has no splits.csv and no compared run was trained on it")
-    chosen.records = _relabel(chosen.records, labels, data)
+    chosen.records = data_mod.relabel(chosen.records, labels, data)
     if not chosen.records:
         raise BccError(f"no images to evaluate: {chosen.selection} is empty")
     missing = sorted(set(labels) - {r.label for r in chosen.records})
