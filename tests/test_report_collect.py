@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bcc_edge.data import file_sha256
 from bcc_edge.errors import BccError
 from bcc_edge.report.collect import collect
 
@@ -24,7 +25,7 @@ def _export(path: Path, run_dir: str | None, files=("model_float.tflite", "model
     for name in files:
         (path / name).write_bytes(b"m")
         fmt, precision = name.split(".")[1], "int8" if "int8" in name else "float32"
-        artifacts.append({"file": name, "format": fmt, "precision": precision, "bytes": 1, "sha256": "x"})
+        artifacts.append({"file": name, "format": fmt, "precision": precision, "bytes": 1, "sha256": file_sha256(path / name)})
     (path / "manifest.json").write_text(json.dumps({"run_dir": run_dir, "quantization": "qat", "artifacts": artifacts}))
     return path
 
@@ -76,9 +77,16 @@ def test_export_whose_run_is_gone_is_a_group_of_its_own(tmp_path):
 @pytest.mark.parametrize("make, match", [
     (lambda p: p, "no such directory"),
     (lambda p: (p.mkdir(), p)[1], "neither an export directory"),
-    (lambda p: (p.mkdir(), (p / "manifest.json").write_text("{not json"), p)[2], "not a bcc-edge export manifest"),
+    (lambda p: (p.mkdir(), (p / "manifest.json").write_text("{not json"), p)[2], "not a valid export manifest"),
     (lambda p: (p.mkdir(), (p / "config.json").write_text("{}"), p)[2], "nothing to evaluate"),
 ])
 def test_bad_paths_are_user_errors(tmp_path, make, match):
     with pytest.raises(BccError, match=match):
         collect([make(tmp_path / "x")], include_keras=True)
+
+
+def test_an_artifact_changed_since_export_is_refused(tmp_path):
+    export = _export(tmp_path / "exp", None)
+    (export / "model_int8.onnx").write_bytes(b"n")  # same size, other bytes
+    with pytest.raises(BccError, match="model_int8.onnx does not match its size/sha256"):
+        collect([export], include_keras=True)

@@ -8,16 +8,15 @@ its Keras float model. Two paths that lead to the same run are merged into one g
 from __future__ import annotations
 
 import importlib.util
-import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Sequence
 
 from bcc_edge.errors import BccError
+from bcc_edge.export.manifest import MANIFEST, read as read_manifest
 from bcc_edge.rundir import BEST, CONFIG, RunDir
 
-MANIFEST = "manifest.json"
 _FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
 
 
@@ -51,15 +50,6 @@ def tensorflow_available() -> bool:
         return importlib.util.find_spec("tensorflow") is not None
     except (ImportError, ValueError):  # a finder that refuses it, or a half-removed install
         return False
-
-
-def _read_manifest(export_dir: Path) -> dict:
-    try:
-        manifest = json.loads((export_dir / MANIFEST).read_text("utf-8"))
-        manifest["artifacts"]  # noqa: B018 - a manifest without its table is not a manifest
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
-        raise BccError(f"{export_dir / MANIFEST} is not a bcc-edge export manifest ({exc})") from None
-    return manifest
 
 
 def _manifest_run_dir(export_dir: Path, manifest: dict) -> Path | None:
@@ -122,7 +112,7 @@ def collect(paths: Sequence[str | Path], include_keras: bool | None = None) -> t
     for raw in paths:
         path = Path(raw).resolve()
         if (path / MANIFEST).is_file():
-            manifest = _read_manifest(path)
+            manifest = read_manifest(path)  # also checks each artifact's size and sha256
             run_dir = _manifest_run_dir(path, manifest)
             if run_dir is None:
                 notes.append(f"{path}: the run it was exported from is not available; no Keras model or parameter count from it")
