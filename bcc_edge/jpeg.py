@@ -17,6 +17,8 @@ import struct
 
 import numpy as np
 
+from bcc_edge.errors import TooManyPixels
+
 try:
     import simplejpeg
 except ImportError:  # no wheel for this platform: Pillow decodes everything
@@ -35,13 +37,13 @@ def draft_scale(width: int, height: int, target_width: int, target_height: int) 
     return next(scale for scale in (8, 4, 2, 1) if scale <= max(allowed, 1))
 
 
-def decode(data: bytes, draft_size: tuple[int, int] | None, max_pixels: int) -> np.ndarray | str | None:
-    """JPEG bytes -> upright C-contiguous HxWx3 uint8 RGB, identical to Pillow's decode.
+def decode(data: bytes, draft_size: tuple[int, int] | None, max_pixels: int) -> np.ndarray | None:
+    """JPEG bytes -> upright C-contiguous HxWx3 uint8 RGB, identical to Pillow's decode, or
+    None when Pillow should decode the file.
 
     `draft_size`: (height, width) to decode towards with DCT scaling as Pillow's draft does
     (swapped for images stored sideways), or None for full size.
-    Returns a one-line reason instead when the image has more than `max_pixels` pixels, and
-    None when Pillow should decode the file.
+    Raises TooManyPixels, before decoding, for an image of more than `max_pixels` pixels.
     """
     if simplejpeg is None:
         return None
@@ -52,7 +54,7 @@ def decode(data: bytes, draft_size: tuple[int, int] | None, max_pixels: int) -> 
     if colourspace not in _COLOURSPACES:
         return None
     if width * height > max_pixels:
-        return f"{width}x{height} = {width * height} pixels is over the limit of {max_pixels} (MAX_IMAGE_PIXELS)"
+        raise TooManyPixels(width, height, max_pixels)
     orientation = exif_orientation(data)
     if orientation is None:
         return None

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from bcc_edge import jpeg
-from bcc_edge.errors import BccError
+from bcc_edge.errors import BccError, TooManyPixels
 
 try:
     from bcc_edge import _kernels
@@ -462,16 +462,12 @@ def load_image(path: str | os.PathLike, spec: PreprocessSpec | None = None) -> n
             if head == jpeg.SOI:
                 draft_size = spec.size if spec is not None and spec.jpeg_draft else None
                 fast = jpeg.decode(head + file.read(), draft_size, MAX_IMAGE_PIXELS)
-                if isinstance(fast, str):
-                    raise ImageDecodeError(path, fast)
                 if fast is not None:
                     return fast
         with Image.open(path) as im:
             width, height = im.size
             if width * height > MAX_IMAGE_PIXELS:
-                raise ImageDecodeError(
-                    path, f"{width}x{height} = {width * height} pixels is over the limit of {MAX_IMAGE_PIXELS} (MAX_IMAGE_PIXELS)"
-                )
+                raise TooManyPixels(width, height, MAX_IMAGE_PIXELS)
             orientation = _orientation(im)
             if spec is not None and spec.jpeg_draft and im.format == "JPEG":
                 h, w = spec.size
@@ -484,6 +480,8 @@ def load_image(path: str | os.PathLike, spec: PreprocessSpec | None = None) -> n
             rgb = _to_rgb(path, upright)
     except ImageDecodeError:
         raise
+    except TooManyPixels as exc:
+        raise ImageDecodeError(path, str(exc)) from None
     except FileNotFoundError:
         raise ImageDecodeError(path, "no such file") from None
     except IsADirectoryError:
