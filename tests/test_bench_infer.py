@@ -7,6 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from bcc_edge import jpeg
 from bcc_edge.bench.infer import format_report, run_bench
 from bcc_edge.cli import app
 from bcc_edge.errors import BccError
@@ -26,8 +27,15 @@ def test_run_bench_reports_stages_throughput_and_ratios(tiny_export, tmp_path):
     for n, ips in result["pipeline_images_per_second"].items():
         assert result["speedup_vs_naive"][n] == pytest.approx(ips / result["naive_images_per_second"])
     assert result["peak_rss_mib"] > 0
+    assert result["jpeg_decoder"] == ("simplejpeg" if jpeg.simplejpeg is not None else "pillow")
     text = format_report(result)
     assert "naive loop" in text and "p99" in text and "2 threads" in text
+    assert f"JPEG decoder {result['jpeg_decoder']}" in text
+
+
+def test_the_report_names_the_pillow_fallback(tiny_export, monkeypatch):
+    monkeypatch.setattr(jpeg, "simplejpeg", None)
+    assert run_bench(tiny_export / "model_int8.tflite", threads=1, seconds=0.01)["jpeg_decoder"] == "pillow"
 
 
 def test_cli_json_on_synthetic_images(tiny_export):

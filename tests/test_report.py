@@ -221,7 +221,8 @@ def test_an_artifact_that_fails_to_load_is_listed_and_the_rest_reported(tiny_exp
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
     entries = {e["file"]: e for e in report["artifacts"]}
-    assert entries["model_int8.tflite"]["status"] == "failed" and entries["model_int8.tflite"]["error"]
+    assert entries["model_int8.tflite"]["status"] == "failed"
+    assert "model_int8.tflite does not match its size/sha256" in entries["model_int8.tflite"]["error"]
     assert entries["model_float.onnx"]["status"] == "ok"
     assert "FAILED" in result.output
     assert "Failed artifacts" in (tmp_path / "rep" / "report.html").read_text()

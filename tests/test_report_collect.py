@@ -85,8 +85,11 @@ def test_bad_paths_are_user_errors(tmp_path, make, match):
         collect([make(tmp_path / "x")], include_keras=True)
 
 
-def test_an_artifact_changed_since_export_is_refused(tmp_path):
+def test_an_artifact_changed_since_export_carries_its_problem(tmp_path):
     export = _export(tmp_path / "exp", None)
     (export / "model_int8.onnx").write_bytes(b"n")  # same size, other bytes
-    with pytest.raises(BccError, match="model_int8.onnx does not match its size/sha256"):
-        collect([export], include_keras=True)
+    (export / "model_float.tflite").unlink()
+    groups, _ = collect([export], include_keras=True)
+    problems = {a.path.name: a.problem for a in groups[0].artifacts}
+    assert problems["model_int8.onnx"] == "model_int8.onnx does not match its size/sha256 in manifest.json (modified or truncated)"
+    assert problems["model_float.tflite"] == "model_float.tflite listed in manifest.json is missing"

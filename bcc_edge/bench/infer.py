@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from bcc_edge import jpeg
 from bcc_edge.errors import BccError
 from bcc_edge.infer import describe, expand_inputs, iter_predictions
 from bcc_edge.runtime import EdgeClassifier
@@ -85,6 +86,7 @@ def run_bench(
         "source": source,
         "threads": thread_counts,
         "batch": batch_size or single.max_batch,
+        "jpeg_decoder": "simplejpeg" if jpeg.simplejpeg is not None else "pillow",
         "stages_ms": stages,
         "naive_images_per_second": naive,
         "pipeline_images_per_second": rates,
@@ -181,7 +183,7 @@ def format_report(result: dict[str, Any]) -> str:
     """The human-readable table of a `run_bench` result."""
     lines = [
         f"model    {result['description']}",
-        f"images   {result['images']} from {result['source']}; batch {result['batch']}",
+        f"images   {result['images']} from {result['source']}; batch {result['batch']}; JPEG decoder {result['jpeg_decoder']}",
         "",
         f"{'stage (1 thread)':<18}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}",
     ]

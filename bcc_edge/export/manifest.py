@@ -16,8 +16,8 @@ def artifact_entry(path: Path, fmt: str, precision: str) -> dict[str, Any]:
     return {"file": path.name, "format": fmt, "precision": precision, "bytes": path.stat().st_size, "sha256": file_sha256(path)}
 
 
-def read(export_dir: str | Path) -> dict[str, Any]:
-    """The manifest of an export directory, with its artifact files checked against it."""
+def parse(export_dir: str | Path) -> dict[str, Any]:
+    """The manifest of an export directory, its artifact table checked for shape only."""
     export_dir = Path(export_dir)
     path = export_dir / MANIFEST
     if not export_dir.is_dir():
@@ -26,14 +26,29 @@ def read(export_dir: str | Path) -> dict[str, Any]:
         raise BccError(f"{export_dir} is not a bcc-edge export: {MANIFEST} is missing")
     try:
         manifest = json.loads(path.read_text("utf-8"))
-        artifacts = manifest["artifacts"]
-        entries = [(a["file"], a["bytes"], a["sha256"]) for a in artifacts]
+        for entry in manifest["artifacts"]:
+            entry["file"], entry["bytes"], entry["sha256"]  # noqa: B018 - each must be there
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as exc:
         raise BccError(f"{path} is not a valid export manifest ({type(exc).__name__}: {exc})") from None
-    for name, size, sha in entries:
-        file = export_dir / name
-        if not file.is_file():
-            raise BccError(f"{export_dir}: {name} listed in {MANIFEST} is missing")
-        if file.stat().st_size != size or file_sha256(file) != sha:
-            raise BccError(f"{export_dir}: {name} does not match its size/sha256 in {MANIFEST} (modified or truncated)")
+    return manifest
+
+
+def artifact_problem(export_dir: str | Path, entry: dict[str, Any]) -> str | None:
+    """Why the file a manifest entry names is not the one exported (missing, modified,
+    truncated), or None when its size and sha256 match."""
+    file = Path(export_dir) / entry["file"]
+    if not file.is_file():
+        return f"{entry['file']} listed in {MANIFEST} is missing"
+    if file.stat().st_size != entry["bytes"] or file_sha256(file) != entry["sha256"]:
+        return f"{entry['file']} does not match its size/sha256 in {MANIFEST} (modified or truncated)"
+    return None
+
+
+def read(export_dir: str | Path) -> dict[str, Any]:
+    """The manifest of an export directory, with every artifact file checked against it."""
+    manifest = parse(export_dir)
+    for entry in manifest["artifacts"]:
+        problem = artifact_problem(export_dir, entry)
+        if problem:
+            raise BccError(f"{export_dir}: {problem}")
     return manifest

@@ -59,6 +59,9 @@ def _describe_failure(exc: Exception) -> str:
 def _load(slot: _Slot) -> None:
     from bcc_edge.runtime import EdgeClassifier
 
+    if slot.artifact.problem:
+        slot.error = slot.artifact.problem
+        return
     try:
         if slot.artifact.format == "keras":
             from bcc_edge.keras_predictor import KerasPredictor

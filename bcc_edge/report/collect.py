@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from bcc_edge.errors import BccError
-from bcc_edge.export.manifest import MANIFEST, read as read_manifest
+from bcc_edge.export.manifest import MANIFEST, artifact_problem, parse as parse_manifest
 from bcc_edge.rundir import BEST, CONFIG, RunDir
 
 _FORMATS = {".tflite": "tflite", ".onnx": "onnx"}
@@ -28,6 +28,7 @@ class Artifact:
     format: str
     precision: str
     quantization: str | None = None
+    problem: str | None = None  # why the file is not the one its manifest lists; reported as failed
 
 
 @dataclass
@@ -72,7 +73,8 @@ def _export_artifacts(export_dir: Path, manifest: dict) -> list[Artifact]:
     for entry in manifest["artifacts"]:
         path = export_dir / entry["file"]
         fmt = entry.get("format") or _FORMATS.get(path.suffix)
-        artifacts.append(Artifact(path, fmt, entry.get("precision", "float32"), manifest.get("quantization") if entry.get("precision") == "int8" else None))
+        quantization = manifest.get("quantization") if entry.get("precision") == "int8" else None
+        artifacts.append(Artifact(path, fmt, entry.get("precision", "float32"), quantization, artifact_problem(export_dir, entry)))
     return artifacts
 
 
@@ -112,7 +114,7 @@ def collect(paths: Sequence[str | Path], include_keras: bool | None = None) -> t
     for raw in paths:
         path = Path(raw).resolve()
         if (path / MANIFEST).is_file():
-            manifest = read_manifest(path)  # also checks each artifact's size and sha256
+            manifest = parse_manifest(path)
             run_dir = _manifest_run_dir(path, manifest)
             if run_dir is None:
                 notes.append(f"{path}: the run it was exported from is not available; no Keras model or parameter count from it")
