@@ -511,77 +511,79 @@ def _fit(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime, log, progress) -
     epoch, step_in_epoch = start_epoch, skip
     bar = started = None
     lr = learning_rate(cfg, epoch * steps + step_in_epoch, total_steps, steps)
-    with _StopRequest() as stop:
-        try:
-            while epoch < cfg.epochs:
-                bar = ProgressBar(steps, f"epoch {epoch + 1}/{cfg.epochs}", items_per_step=global_batch, enabled=progress if runtime.is_chief else False)
-                bar.done = step_in_epoch
-                loss_sum = correct = 0.0
-                seen = 0
-                started = time.perf_counter()
-                while step_in_epoch < steps:
-                    stop.check()
-                    global_step = epoch * steps + step_in_epoch
-                    fraction = (state["train_seconds"] + time.perf_counter() - started) / limit_s if limit_s else 0.0
-                    lr = learning_rate(cfg, global_step, total_steps, steps, fraction)
-                    optimizer.learning_rate = lr
-                    batch_loss, batch_correct = step_fn(iterator)
-                    loss_sum += batch_loss
-                    correct += batch_correct
-                    seen += global_batch
-                    step_in_epoch += 1
-                    bar.update(postfix=f"loss {float(loss_sum) / seen:.4f} acc {float(correct) / seen:.4f}" if bar.due() else None)
-                seconds = time.perf_counter() - started
-                bar.close()
-                val_loss, val_acc = evaluate()
-                epoch += 1
-                step_in_epoch = 0
-                state["train_seconds"] += time.perf_counter() - started
-                started = None
-                row = {
-                    "epoch": epoch,
-                    # NaN when an interruption came between the last batch and the evaluation
-                    "loss": float(loss_sum) / seen if seen else math.nan,
-                    "accuracy": float(correct) / seen if seen else math.nan,
-                    "val_loss": val_loss,
-                    "val_accuracy": val_acc,
-                    "lr": lr,
-                    "seconds": seconds,
-                    "images_per_second": seen / seconds,
-                }
-                history.append(row)
-                best = state["best"]
-                improved = best is None or val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"])
-                if improved:
-                    state["best"] = {"accuracy": val_acc, "loss": val_loss, "epoch": epoch}
-                    state["wait"] = 0
-                    saver.save(_inference_copy(model, cfg, num_classes), rundir.BEST)
-                    saver.write_json(rundir.VAL_METRICS, state["best"])
-                else:
-                    state["wait"] += 1
-                saver.write_history(history)
-                stop_early = bool(cfg.patience) and state["wait"] >= cfg.patience
-                out_of_time = limit_s is not None and state["train_seconds"] + seconds > limit_s
-                checkpoint(epoch, 0, stopped_early=stop_early, interrupted=False)
-                log(
-                    f"epoch {epoch}/{cfg.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
-                    f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  lr {row['lr']:.2e}  "
-                    f"{row['images_per_second']:.0f} img/s  {format_duration(seconds)}" + ("  *best*" if improved else "")
-                )
-                if stop_early:
-                    log(f"early stopping: no val accuracy gain for {cfg.patience} epochs; best epoch {state['best']['epoch']}")
-                    break
-                if out_of_time and epoch < cfg.epochs:
-                    log(f"time limit of {cfg.time_limit:g} min reached after epoch {epoch}")
-                    break
-        except KeyboardInterrupt:
-            if bar is not None:
-                bar.close()
-            if started is not None:  # the unfinished epoch's time counts towards --time-limit
-                state["train_seconds"] += time.perf_counter() - started
-            checkpoint(epoch, step_in_epoch, interrupted=True)
-            log(f"interrupted: checkpoint saved at epoch {epoch} + {step_in_epoch} steps; continue with: bcc-edge train --resume {out}")
-            raise
+    stop = _StopRequest.install()
+    try:
+        while epoch < cfg.epochs:
+            bar = ProgressBar(steps, f"epoch {epoch + 1}/{cfg.epochs}", items_per_step=global_batch, enabled=progress if runtime.is_chief else False)
+            bar.done = step_in_epoch
+            loss_sum = correct = 0.0
+            seen = 0
+            started = time.perf_counter()
+            while step_in_epoch < steps:
+                stop.check()
+                global_step = epoch * steps + step_in_epoch
+                fraction = (state["train_seconds"] + time.perf_counter() - started) / limit_s if limit_s else 0.0
+                lr = learning_rate(cfg, global_step, total_steps, steps, fraction)
+                optimizer.learning_rate = lr
+                batch_loss, batch_correct = step_fn(iterator)
+                loss_sum += batch_loss
+                correct += batch_correct
+                seen += global_batch
+                step_in_epoch += 1
+                bar.update(postfix=f"loss {float(loss_sum) / seen:.4f} acc {float(correct) / seen:.4f}" if bar.due() else None)
+            seconds = time.perf_counter() - started
+            bar.close()
+            val_loss, val_acc = evaluate()
+            epoch += 1
+            step_in_epoch = 0
+            state["train_seconds"] += time.perf_counter() - started
+            started = None
+            row = {
+                "epoch": epoch,
+                # NaN when an interruption came between the last batch and the evaluation
+                "loss": float(loss_sum) / seen if seen else math.nan,
+                "accuracy": float(correct) / seen if seen else math.nan,
+                "val_loss": val_loss,
+                "val_accuracy": val_acc,
+                "lr": lr,
+                "seconds": seconds,
+                "images_per_second": seen / seconds,
+            }
+            history.append(row)
+            best = state["best"]
+            improved = best is None or val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"])
+            if improved:
+                state["best"] = {"accuracy": val_acc, "loss": val_loss, "epoch": epoch}
+                state["wait"] = 0
+                saver.save(_inference_copy(model, cfg, num_classes), rundir.BEST)
+                saver.write_json(rundir.VAL_METRICS, state["best"])
+            else:
+                state["wait"] += 1
+            saver.write_history(history)
+            stop_early = bool(cfg.patience) and state["wait"] >= cfg.patience
+            out_of_time = limit_s is not None and state["train_seconds"] + seconds > limit_s
+            checkpoint(epoch, 0, stopped_early=stop_early, interrupted=False)
+            log(
+                f"epoch {epoch}/{cfg.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
+                f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  lr {row['lr']:.2e}  "
+                f"{row['images_per_second']:.0f} img/s  {format_duration(seconds)}" + ("  *best*" if improved else "")
+            )
+            if stop_early:
+                log(f"early stopping: no val accuracy gain for {cfg.patience} epochs; best epoch {state['best']['epoch']}")
+                break
+            if out_of_time and epoch < cfg.epochs:
+                log(f"time limit of {cfg.time_limit:g} min reached after epoch {epoch}")
+                break
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        if started is not None:  # the unfinished epoch's time counts towards --time-limit
+            state["train_seconds"] += time.perf_counter() - started
+        checkpoint(epoch, step_in_epoch, interrupted=True)
+        log(f"interrupted: checkpoint saved at epoch {epoch} + {step_in_epoch} steps; continue with: bcc-edge train --resume {out}")
+        raise
+    finally:
+        stop.restore()
     best = state["best"]
     log(f"best val accuracy {best['accuracy']:.4f} (epoch {best['epoch']}); model: {out / rundir.BEST}")
     return RunDir(out) if out.is_dir() else None
@@ -600,12 +602,15 @@ class _StopRequest:
         self.requested = False
         self._previous: dict[int, Any] = {}
 
-    def __enter__(self) -> "_StopRequest":
+    @classmethod
+    def install(cls) -> "_StopRequest":
+        """Handle the signals from now on (signal handlers can only be set on the main thread)."""
         import threading
 
+        stop = cls()
         if threading.current_thread() is threading.main_thread():
-            self._previous = {sig: signal.signal(sig, self._handle) for sig in self._SIGNALS}
-        return self
+            stop._previous = {sig: signal.signal(sig, stop._handle) for sig in cls._SIGNALS}
+        return stop
 
     def _handle(self, signum, frame) -> None:
         if self.requested:
@@ -616,7 +621,7 @@ class _StopRequest:
         if self.requested:
             raise KeyboardInterrupt
 
-    def __exit__(self, *exc_info) -> None:
+    def restore(self) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous = {}
