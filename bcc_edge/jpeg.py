@@ -27,8 +27,15 @@ except ImportError:  # no wheel for this platform: Pillow decodes everything
 SOI = b"\xff\xd8\xff"
 
 _SOS, _EOI, _APP1 = 0xDA, 0xD9, 0xE1
-_ORIENTATION_TAG = 0x0112
+EXIF_ORIENTATION = 0x0112  # the EXIF tag
 _COLOURSPACES = ("YCbCr", "Gray")  # what turbojpeg turns into RGB exactly as Pillow does
+
+
+def stored_target(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """An upright (height, width) target as the pixels are stored: swapped for images stored
+    sideways (EXIF orientations 5-8)."""
+    height, width = size
+    return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 
 
 def draft_scale(width: int, height: int, target_width: int, target_height: int) -> int:
@@ -60,9 +67,7 @@ def decode(data: bytes, draft_size: tuple[int, int] | None, max_pixels: int) -> 
         return None
     scale = 1
     if draft_size is not None:
-        target_height, target_width = draft_size
-        if orientation in (5, 6, 7, 8):  # stored sideways: the target is too
-            target_height, target_width = target_width, target_height
+        target_height, target_width = stored_target(draft_size, orientation)
         scale = draft_scale(width, height, target_width, target_height)
     # turbojpeg picks the smallest scaling factor that keeps these minimums: exactly 1/scale.
     out_height, out_width = -(-height // scale), -(-width // scale)
@@ -119,7 +124,7 @@ def _tiff_orientation(tiff: bytes) -> int | None:
         (count,) = struct.unpack_from(order + "H", tiff, ifd)
         for entry in range(ifd + 2, ifd + 2 + 12 * count, 12):
             tag, kind = struct.unpack_from(order + "HH", tiff, entry)
-            if tag == _ORIENTATION_TAG:
+            if tag == EXIF_ORIENTATION:
                 return struct.unpack_from(order + "H", tiff, entry + 8)[0] if kind == 3 else None
     except (KeyError, struct.error):
         return None

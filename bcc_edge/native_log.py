@@ -2,9 +2,9 @@
 
 TensorFlow prints its startup notes through absl before logging is set up, so
 TF_CPP_MIN_LOG_LEVEL cannot silence them, and a CPU-only machine gets an "E0000 ... failed call
-to cuInit" line that reads like an error; the TFLite converter prints its quantiser settings. Output is captured around the calls that print them
-and passed on less the known lines: anything else (real diagnostics, other threads' output)
-still reaches stderr, only later.
+to cuInit" line that reads like an error; the TFLite converter prints its quantiser settings.
+Output is captured around the calls that print them and passed on less the known lines:
+anything else (real diagnostics, other threads' output) still reaches stderr, only later.
 """
 
 from __future__ import annotations

@@ -434,8 +434,6 @@ def _warn_no_kernel() -> None:
 # YCbCr/grey JPEGs (every PBC image) take `bcc_edge.jpeg`, the same libjpeg-turbo through
 # simplejpeg without Pillow's per-file overhead, and come out byte-identical.
 
-_EXIF_ORIENTATION = 0x0112
-
 
 def load_image(path: str | os.PathLike, spec: PreprocessSpec | None = None) -> np.ndarray:
     """Decode an image file to a C-contiguous HxWx3 uint8 RGB array.
@@ -470,9 +468,7 @@ def load_image(path: str | os.PathLike, spec: PreprocessSpec | None = None) -> n
                 raise TooManyPixels(width, height, MAX_IMAGE_PIXELS)
             orientation = _orientation(im)
             if spec is not None and spec.jpeg_draft and im.format == "JPEG":
-                h, w = spec.size
-                if orientation in (5, 6, 7, 8):  # stored sideways: the target is too
-                    h, w = w, h
+                h, w = jpeg.stored_target(spec.size, orientation)
                 im.draft("RGB", (w, h))
             im.load()  # decode now: a truncated file fails here, inside the try
             method = _exif_transposes().get(orientation)
@@ -505,7 +501,7 @@ def _exif_transposes() -> dict[int, int]:
 
 def _orientation(im) -> int:
     try:
-        value = im.getexif().get(_EXIF_ORIENTATION, 1)
+        value = im.getexif().get(jpeg.EXIF_ORIENTATION, 1)
     except Exception:  # a damaged EXIF block does not make the pixels unreadable
         return 1
     return value if isinstance(value, int) else 1
