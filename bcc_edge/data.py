@@ -31,7 +31,7 @@ import numpy as np
 
 from bcc_edge import augment as augment_mod
 from bcc_edge.errors import BccError
-from bcc_edge.preprocess import PreprocessSpec, load_image
+from bcc_edge.preprocess import PreprocessSpec, load_image, usable_cpus
 from bcc_edge.progress import ProgressBar
 from bcc_edge.rundir import SPLIT_COLUMNS, Record, csv_text, write_bytes
 
@@ -214,7 +214,7 @@ def _hash_files(paths: list[str], threads: int | None) -> tuple[list[str | None]
         except OSError as exc:
             return None, exc.strerror or str(exc)
 
-    with ThreadPoolExecutor(threads or _cpus()) as pool:
+    with ThreadPoolExecutor(threads or usable_cpus()) as pool:
         results = list(pool.map(one, paths, chunksize=64))
     bad = [(path, reason) for path, (_, reason) in zip(paths, results) if reason is not None]
     return [sha for sha, _ in results], bad
@@ -363,7 +363,7 @@ def load_arrays(
     bar = ProgressBar(len(records), "decoding", enabled=progress)
     bad = []
     keep = np.ones(len(records), bool)
-    with ThreadPoolExecutor(threads or _cpus()) as pool:
+    with ThreadPoolExecutor(threads or usable_cpus()) as pool:
         for i, failure in enumerate(pool.map(one, range(len(records)), chunksize=16)):
             if failure is not None:
                 bad.append(failure)
@@ -374,13 +374,6 @@ def load_arrays(
     if bad:
         images, labels = images[keep], labels[keep]
     return images, labels, bad
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 # Mean and std are stored as multiples of 1/256: then (p - mean) is exact and (p - mean) / std
