@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import tempfile
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bcc_edge import data, train  # noqa: E402
-from bcc_edge.preprocess import PreprocessSpec  # noqa: E402
+from bcc_edge.preprocess import PreprocessSpec, usable_cpus  # noqa: E402
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pbc"
 
@@ -95,7 +94,7 @@ def main() -> None:
         "augment": cfg.augment,
         "data": source,
         "images": len(images),
-        "cpus": len(os.sched_getaffinity(0)),
+        "cpus": usable_cpus(),
         "decode_img_per_s": round(decode, 1),
         "cached_img_per_s": round(cached, 1),
         "cache_speedup": round(cached / decode, 2),
