@@ -31,7 +31,8 @@ import numpy as np
 
 from bcc_edge import augment as augment_mod
 from bcc_edge.errors import BccError
-from bcc_edge.preprocess import PreprocessSpec, load_image, usable_cpus
+from bcc_edge.decode import ImageDecodeError, load_image
+from bcc_edge.preprocess import PreprocessSpec, usable_cpus
 from bcc_edge.progress import ProgressBar
 from bcc_edge.rundir import SPLIT_COLUMNS, Record, csv_text, write_bytes
 
@@ -335,8 +336,6 @@ def load_arrays(
     could not be read, which are left out of both arrays (order otherwise kept).
     `progress`: a bar on stderr (None: only on a terminal).
     """
-    from bcc_edge.preprocess import ImageDecodeError
-
     resized = spec.resized_only()
     cache = ImageCache(cache_dir or default_cache_dir(), resized) if use_cache else None
     h, w = resized.size

@@ -9,7 +9,7 @@ class BccError(Exception):
 
 class TooManyPixels(Exception):
     """An image header announces more pixels than allowed; raised before anything is decoded
-    (the decoders raise it, `preprocess.load_image` turns it into an ImageDecodeError)."""
+    (the decoders raise it, `decode.load_image` turns it into an ImageDecodeError)."""
 
     def __init__(self, width: int, height: int, limit: int):
         super().__init__(f"{width}x{height} = {width * height} pixels is over the limit of {limit} (MAX_IMAGE_PIXELS)")

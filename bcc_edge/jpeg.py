@@ -1,6 +1,6 @@
 """The fast path for baseline JPEGs: libjpeg-turbo through simplejpeg, straight into numpy.
 
-`preprocess.load_image` is the reference decoder (Pillow); this path must give it the same
+`decode.load_image` is the reference decoder (Pillow); this path must give it the same
 bytes or step aside. Both wrap libjpeg-turbo with the same (accurate integer) IDCT and fancy
 upsampling, so a YCbCr or grey JPEG decodes to identical pixels, at the same DCT-domain
 scale when the spec asks for draft decoding; simplejpeg skips Pillow's per-file overhead

@@ -24,7 +24,8 @@ import numpy as np
 from bcc_edge import metadata as _metadata
 from bcc_edge import native_log
 from bcc_edge.errors import BccError
-from bcc_edge.preprocess import PreprocessError, PreprocessSpec, load_image
+from bcc_edge.decode import load_image
+from bcc_edge.preprocess import PreprocessError, PreprocessSpec
 
 BACKENDS = ("auto", "litert", "tflite-runtime", "onnxruntime")
 _FORMAT_OF_BACKEND = {"litert": "tflite", "tflite-runtime": "tflite", "onnxruntime": "onnx"}

@@ -116,7 +116,7 @@ def test_load_arrays_skips_corrupt_files_and_caches(folder, tmp_path):
     good = [r for r in records if not r.path.endswith("broken.jpg")]
     assert labels.tolist() == [r.index for r in good]
     # The cache holds exactly what preprocess gives for the resized-only spec.
-    from bcc_edge.preprocess import load_image
+    from bcc_edge.decode import load_image
 
     resized = spec.resized_only()
     np.testing.assert_array_equal(images[0], resized.apply(load_image(good[0].path, resized)))

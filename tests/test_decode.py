@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFile, ImageOps
 
-from bcc_edge import preprocess
+from bcc_edge import decode
 from bcc_edge.errors import BccError
-from bcc_edge.preprocess import ImageDecodeError, PreprocessSpec, load_image
+from bcc_edge.decode import ImageDecodeError, load_image
+from bcc_edge.preprocess import PreprocessSpec
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +241,7 @@ def test_truncated_images_are_not_silently_loaded():
 
 def test_images_over_the_pixel_limit_are_refused_before_decoding(tmp_path, pixels, monkeypatch):
     path = save(tmp_path, pixels, "a.png")
-    monkeypatch.setattr(preprocess, "MAX_IMAGE_PIXELS", 60 * 80 - 1)
+    monkeypatch.setattr(decode, "MAX_IMAGE_PIXELS", 60 * 80 - 1)
 
     def no_decoding(self):
         raise AssertionError("pixels were decoded")
@@ -248,6 +249,6 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding(tmp_path, pixel
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     with pytest.raises(ImageDecodeError, match="MAX_IMAGE_PIXELS"):
         load_image(path)
-    monkeypatch.setattr(preprocess, "MAX_IMAGE_PIXELS", 60 * 80)
+    monkeypatch.setattr(decode, "MAX_IMAGE_PIXELS", 60 * 80)
     with pytest.raises(AssertionError, match="decoded"):  # at the limit it gets as far as decoding
         load_image(path)

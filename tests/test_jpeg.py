@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bcc_edge import jpeg, preprocess
-from bcc_edge.preprocess import ImageDecodeError, PreprocessSpec, load_image
+from bcc_edge import decode, jpeg
+from bcc_edge.decode import ImageDecodeError, load_image
+from bcc_edge.preprocess import PreprocessSpec
 
 pytest.importorskip("simplejpeg")
 
@@ -129,12 +130,12 @@ def test_orientation_of_files_without_exif_is_one(photo):
 )
 def test_headers_it_cannot_walk_go_to_pillow(photo, damage):
     data = damage(encode(photo[:64, :64]))
-    assert jpeg.decode(data, None, preprocess.MAX_IMAGE_PIXELS) is None
+    assert jpeg.decode(data, None, decode.MAX_IMAGE_PIXELS) is None
 
 
 def test_cmyk_goes_to_pillow(tmp_path, photo, pillow_only):
     data = encode(Image.fromarray(photo).convert("CMYK"))
-    assert jpeg.decode(data, None, preprocess.MAX_IMAGE_PIXELS) is None
+    assert jpeg.decode(data, None, decode.MAX_IMAGE_PIXELS) is None
     path = tmp_path / "c.jpg"
     path.write_bytes(data)
     assert np.array_equal(load_image(path), pillow_only(path))
@@ -142,7 +143,7 @@ def test_cmyk_goes_to_pillow(tmp_path, photo, pillow_only):
 
 def test_truncated_jpeg_is_still_an_error(tmp_path, photo):
     data = encode(photo, quality=90)
-    assert jpeg.decode(data[: len(data) // 2], None, preprocess.MAX_IMAGE_PIXELS) is None
+    assert jpeg.decode(data[: len(data) // 2], None, decode.MAX_IMAGE_PIXELS) is None
     path = tmp_path / "t.jpg"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageDecodeError, match="truncated"):
@@ -157,7 +158,7 @@ def test_pixel_limit_is_checked_before_decoding(tmp_path, photo, monkeypatch, wi
         raise AssertionError("pixels were decoded")
 
     monkeypatch.setattr(jpeg.simplejpeg, "decode_jpeg", no_decoding)
-    monkeypatch.setattr(preprocess, "MAX_IMAGE_PIXELS", 363 * 361 - 1)
+    monkeypatch.setattr(decode, "MAX_IMAGE_PIXELS", 363 * 361 - 1)
     with pytest.raises(ImageDecodeError, match="MAX_IMAGE_PIXELS"):
         load_image(path)
 

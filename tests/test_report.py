@@ -15,7 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bcc_edge.cli import app
-from bcc_edge.preprocess import PreprocessSpec, load_image, reference_apply
+from bcc_edge.decode import load_image
+from bcc_edge.preprocess import PreprocessSpec, reference_apply
 from bcc_edge.report import ReportOptions, make_report
 from test_metrics import reference_metrics
 

@@ -40,7 +40,7 @@ def thumbnail_uri(path: str, size: int = 96) -> str | None:
     from PIL import Image
 
     from bcc_edge.errors import BccError
-    from bcc_edge.preprocess import load_image
+    from bcc_edge.decode import load_image
 
     try:
         image = Image.fromarray(load_image(path))
