@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from bcc_edge.data import file_sha256
+from bcc_edge.data import Record
 from bcc_edge.errors import BccError
-from bcc_edge.rundir import Record, atomic_path, csv_text
+from bcc_edge.fileio import atomic_path, csv_text, file_sha256
 
 COLUMNS = ("path", "label", "sha256")
 # 32 per class (256 images for the 8 PBC classes) is within the 100-500 images the TFLite and

@@ -34,12 +34,23 @@ from bcc_edge.errors import BccError
 from bcc_edge.decode import ImageDecodeError, load_image
 from bcc_edge.preprocess import PreprocessSpec, usable_cpus
 from bcc_edge.progress import ProgressBar
-from bcc_edge.rundir import SPLIT_COLUMNS, Record, csv_text, write_bytes
+from bcc_edge.fileio import csv_text, file_sha256, write_bytes
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 SPLITS_FILE = "splits.csv"
+SPLIT_COLUMNS = ("path", "label", "split", "sha256")
 # Bump when the cached bytes for a given spec would change (e.g. a resampling fix).
 CACHE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Record:
+    """One labelled image: absolute `path`, class name `label`, its model output `index`."""
+
+    path: str
+    label: str
+    index: int
+    sha256: str
 
 
 @dataclass
@@ -198,14 +209,6 @@ def relabel(records: Sequence[Record], labels: Sequence[str], source: str | os.P
     if unknown:
         raise BccError(f"{source} has classes the model does not know: {', '.join(unknown)} (model classes: {', '.join(labels)})")
     return [Record(r.path, r.label, position[r.label], r.sha256) for r in records]
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _hash_files(paths: list[str], threads: int | None) -> tuple[list[str | None], list[tuple[str, str]]]:

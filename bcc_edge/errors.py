@@ -1,5 +1,13 @@
 """Errors a user can cause. The CLI prints them as one line and exits non-zero; no traceback."""
 
+from __future__ import annotations
+
+from typing import Any
+
+# An error line quotes untrusted text (file names, model metadata, backend messages): a crafted
+# file can make that text megabytes long or full of terminal escapes, so every line is bounded.
+MAX_MESSAGE_CHARS = 400
+
 
 class BccError(Exception):
     """A problem with the user's input (paths, options, data, artifacts)."""
@@ -7,9 +15,50 @@ class BccError(Exception):
     exit_code = 2
 
 
-class TooManyPixels(Exception):
-    """An image header announces more pixels than allowed; raised before anything is decoded
-    (the decoders raise it, `decode.load_image` turns it into an ImageDecodeError)."""
+# Seconds a batch may take from its first decode to its last output before a run is stopped
+# with ModelTimeout: generous for a slow board, short of hanging a service forever.
+DEFAULT_INVOKE_TIMEOUT = 120.0
 
-    def __init__(self, width: int, height: int, limit: int):
-        super().__init__(f"{width}x{height} = {width * height} pixels is over the limit of {limit} (MAX_IMAGE_PIXELS)")
+
+class ModelTimeout(BccError):
+    """A model did not finish within its invoke timeout (a graph that loops forever, or a
+    device far slower than the timeout allows). The thread running it may still be busy."""
+
+
+def utf8_safe(text: str) -> str:
+    """`text` with the bytes of a non-UTF-8 file name (which Python holds as lone surrogates)
+    shown as \\xNN escapes, so that writing it to a strict UTF-8 stream cannot fail."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that did not come from a file name
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on one terminal line: `utf8_safe`, and control characters
+    (newlines, escape sequences) shown as backslash escapes."""
+    text = utf8_safe(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """The first line of `text`, printable, cut to `limit` characters."""
+    stripped = text.strip()
+    line = printable(stripped.splitlines()[0] if stripped else "")
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def first_line(exc: BaseException) -> str:
+    """What a foreign exception (a backend, a converter) says, in one bounded line; its type
+    name when it says nothing."""
+    return one_line(str(exc)) or type(exc).__name__
+
+
+def positive_int(name: str, value: Any, error: type[Exception] = BccError) -> int:
+    """`value` when it is a positive integer (bool excluded), else `error` naming `name`."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise error(f"{name} must be a positive integer; got {value!r}")
+    return value

@@ -1,38 +1,32 @@
-"""Batch inference over image files: input expansion, the decode/preprocess/invoke pipeline,
-and the result writers behind `bcc-edge infer`. No TensorFlow.
+"""`bcc-edge infer` around the pipeline (`runtime.iter_predictions`): input expansion, the
+result writers and the run. No TensorFlow.
 
-The pipeline keeps every core busy: each worker thread takes a whole batch through decode
-(Pillow releases the GIL), preprocessing (the C kernel releases it) and a single-threaded
-invoke on its own interpreter (which releases it too). Independent batches in parallel
-scale with the cores without the stalls of one multi-threaded interpreter competing with
-decoders for the same cores. Batches are consumed in submission order, so results come
-out in input order, and only a bounded number are in flight, so memory stays flat however
-many paths stream in.
+Everything written is safe to open: CSV quotes every field that needs it and neutralises
+cells a spreadsheet would run as a formula (OWASP: a leading = + - @ tab or carriage return
+gets a ' in front; `raw_csv` turns that off), and the table shows control characters in
+file names and labels escaped, so a crafted name cannot rewrite the terminal.
 """
 
 from __future__ import annotations
 
-import csv
 import glob
 import json
 import os
 import sys
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from itertools import islice
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
 
-from bcc_edge.errors import BccError
-from bcc_edge.preprocess import PreprocessSpec, usable_cpus
+from bcc_edge.errors import DEFAULT_INVOKE_TIMEOUT, BccError, printable, utf8_safe
+from bcc_edge.fileio import atomic_path, csv_line, writable_target
+from bcc_edge.preprocess import PreprocessSpec
 from bcc_edge.progress import ProgressBar
-from bcc_edge.rundir import atomic_path
-from bcc_edge.runtime import EdgeClassifier, Prediction, check_top_k
+from bcc_edge.runtime import EdgeClassifier, Prediction, iter_predictions
 
 FORMATS = ("table", "json", "jsonl", "csv")
 _GLOB_CHARS = frozenset("*?[")
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -106,87 +100,20 @@ def read_spec(path: str) -> PreprocessSpec:
         raise BccError(f"{path}: {exc}") from None
 
 
-# ---------------------------------------------------------------------------- pipeline
-
-
-def iter_predictions(
-    classifier: EdgeClassifier,
-    paths: Iterable[str | os.PathLike],
-    top_k: int = 1,
-    batch_size: int | None = None,
-    workers: int | None = None,
-) -> Iterator[Prediction]:
-    """Classify image files, yielding one Prediction per path in input order, as soon as ready.
-
-    `batch_size`: images per interpreter call (default: what the model allows, up to 16).
-    `workers`: threads, each taking whole batches from file to probabilities (default: the
-    usable CPUs; 1 runs everything on the calling thread). Create `classifier` with
-    `threads=1` for this: the parallelism is across batches. An unreadable file yields a
-    Prediction with `.error`.
-    """
-    k = check_top_k(top_k, len(classifier.labels))
-    batch_size = _positive("batch size", batch_size if batch_size is not None else classifier.max_batch)
-    workers = _positive("workers", workers if workers is not None else usable_cpus())
-    chunks = _chunks((os.fspath(p) for p in paths), batch_size)
-    if workers == 1:
-        for chunk in chunks:
-            yield from _classify_chunk(classifier, chunk, k)
-        return
-    # Two batches in flight per worker: the next one is queued before a worker finishes,
-    # and memory stays bounded.
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bcc-infer") as pool:
-        pending: deque = deque()
-        try:
-            for chunk in chunks:
-                pending.append(pool.submit(_classify_chunk, classifier, chunk, k))
-                if len(pending) >= 2 * workers:
-                    yield from pending.popleft().result()
-            while pending:
-                yield from pending.popleft().result()
-        finally:
-            for future in pending:  # the consumer stopped early (error, Ctrl-C, break)
-                future.cancel()
-
-
-def _positive(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise BccError(f"{name} must be a positive integer; got {value!r}")
-    return value
-
-
-def _chunks(items: Iterator[str], size: int) -> Iterator[list[str]]:
-    while chunk := list(islice(items, size)):
-        yield chunk
-
-
-def _classify_chunk(classifier: EdgeClassifier, chunk: list[str], k: int) -> list[Prediction]:
-    """Decode, preprocess and classify one batch of files; a file that cannot be read gets a
-    Prediction with its error and leaves the rest of the batch alone."""
-    images, errors = [], []
-    for path in chunk:
-        try:
-            images.append(classifier.load(path))
-            errors.append(None)
-        except BccError as exc:  # ImageDecodeError: corrupt, truncated, empty, not an image...
-            errors.append(str(exc))
-    probs = classifier.invoke(classifier.prepare(images, threads=1))
-    good = iter(classifier.to_predictions(probs, [p for p, e in zip(chunk, errors) if e is None], k))
-    return [next(good) if error is None else Prediction(path, error=error) for path, error in zip(chunk, errors)]
-
-
 # ---------------------------------------------------------------------------- writers
 
 
 class ResultWriter:
-    """Writes Prediction rows in one of FORMATS as they arrive (the JSON array included)."""
+    """Writes Prediction rows in one of FORMATS as they arrive (the JSON array included).
+    `raw_csv`: CSV cells exactly as they are, formulas included (module docstring)."""
 
-    def __init__(self, stream: IO[str], fmt: str, top_k: int, label_width: int = 12):
+    def __init__(self, stream: IO[str], fmt: str, top_k: int, label_width: int = 12, raw_csv: bool = False):
         if fmt not in FORMATS:
             raise BccError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
         self.stream, self.fmt, self.top_k = stream, fmt, top_k
-        self._label_width = label_width
+        self._label_width = min(label_width, 24)
         self._rows = 0
-        self._csv = csv.writer(stream, lineterminator="\n") if fmt == "csv" else None
+        self._cell = utf8_safe if raw_csv else csv_cell
 
     def begin(self) -> None:
         if self.fmt == "json":
@@ -195,7 +122,7 @@ class ResultWriter:
             header = ["path", "label", "score"]
             for i in range(2, self.top_k + 1):
                 header += [f"label_{i}", f"score_{i}"]
-            self._csv.writerow(header + ["error"])
+            self.stream.write(csv_line(header + ["error"]))
 
     def write(self, prediction: Prediction) -> None:
         row = prediction.to_dict()
@@ -206,22 +133,22 @@ class ResultWriter:
         elif self.fmt == "json":
             self.stream.write(("," if self._rows else "") + "\n  " + json.dumps(row))
         elif self.fmt == "csv":
-            cells = [_printable(prediction.path), prediction.label or "", _fmt_score(prediction.score)]
+            cells = [prediction.path, prediction.label or "", _fmt_score(prediction.score)]
             for i in range(1, self.top_k):
                 label, score = prediction.top_k[i] if i < len(prediction.top_k) else ("", None)
                 cells += [label, _fmt_score(score)]
-            self._csv.writerow(cells + [_printable(prediction.error or "")])
+            self.stream.write(csv_line(self._cell(cell) for cell in cells + [prediction.error or ""]))
         else:
             self.stream.write(self._table_line(prediction) + "\n")
         self._rows += 1
 
     def _table_line(self, p: Prediction) -> str:
         # Path last: it is the one column whose width is unknown while streaming.
-        path = _printable(p.path)
+        path = printable(p.path)
         if p.error is not None:
-            return f"{'ERROR':<{self._label_width}}  {'':>6}  {path}  ({_printable(p.error)})"
-        others = ", ".join(f"{label} {score:.3f}" for label, score in p.top_k[1:])
-        return f"{p.label:<{self._label_width}}  {p.score:6.3f}  {path}" + (f"  [{others}]" if others else "")
+            return f"{'ERROR':<{self._label_width}}  {'':>6}  {path}  ({printable(p.error)})"
+        others = ", ".join(f"{printable(label)} {score:.3f}" for label, score in p.top_k[1:])
+        return f"{printable(p.label):<{self._label_width}}  {p.score:6.3f}  {path}" + (f"  [{others}]" if others else "")
 
     def end(self) -> None:
         if self.fmt == "json":
@@ -231,10 +158,21 @@ class ResultWriter:
         self.stream.flush()
 
 
-def _printable(text: str) -> str:
-    """`text` with the bytes of a non-UTF-8 file name shown as \\xNN escapes, so that writing
-    it to a strict UTF-8 stream cannot fail."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+def csv_cell(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading = + - @ tab or carriage return gets a
+    ' in front (OWASP's CSV-injection advice), numbers are left alone."""
+    text = utf8_safe(text)
+    if text.startswith(_FORMULA_STARTS) and not _is_number(text):
+        return "'" + text
+    return text
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _fmt_score(score: float | None) -> str:
@@ -243,17 +181,17 @@ def _fmt_score(score: float | None) -> str:
 
 @contextmanager
 def open_output(path: str | None, stdout: IO[str]) -> Iterator[IO[str]]:
-    """stdout, or a temp file beside `path` renamed over it only when the run completes,
-    so an interrupted run never leaves a half-written result file."""
+    """stdout, or a temp file beside `path` renamed over it only when the run completes, so
+    an interrupted run never leaves a half-written result file. Only a regular file or a new
+    path is written; a symbolic link is followed and stays a link (`fileio.writable_target`)."""
     if path is None or path == "-":
         yield stdout
         return
-    target = Path(path)
-    if target.is_dir():
-        raise BccError(f"--output is a directory: {target}")
-    if not target.parent.is_dir():
-        raise BccError(f"--output directory does not exist: {target.parent}")
-    with atomic_path(target) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+    try:
+        writable_target(path)
+    except BccError as exc:
+        raise BccError(f"--output: {exc}") from None
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         yield f
 
 
@@ -267,6 +205,7 @@ def run_inference(
     batch_size: int | None = None,
     workers: int | None = None,
     progress: ProgressBar | None = None,
+    invoke_timeout: float | None = DEFAULT_INVOKE_TIMEOUT,
 ) -> tuple[int, int]:
     """Classify `paths` and write each row as it is ready: (rows written, rows that failed)."""
     done = failed = 0
@@ -274,7 +213,7 @@ def run_inference(
     streaming = writer.fmt != "json"
     try:
         last_flush = time.monotonic()
-        for prediction in iter_predictions(classifier, paths, writer.top_k, batch_size, workers):
+        for prediction in iter_predictions(classifier, paths, writer.top_k, batch_size, workers, invoke_timeout):
             writer.write(prediction)
             done += 1
             failed += prediction.error is not None
@@ -297,7 +236,7 @@ def describe(classifier: EdgeClassifier) -> str:
     """One line about the model, for logs and the bench."""
     spec = classifier.input_spec
     meta = classifier.metadata or {}
-    name = meta.get("model_name", Path(classifier.path).stem)
+    name = printable(str(meta.get("model_name", Path(classifier.path).stem)))
     return (
         f"{name} ({classifier.format}, {classifier.precision}, {classifier.backend}) "
         f"{spec.size[0]}x{spec.size[1]} {spec.output} input, {len(classifier.labels)} classes"

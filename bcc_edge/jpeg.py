@@ -13,11 +13,11 @@ decoder complaint) returns None and Pillow decides: it either reads the file or 
 
 from __future__ import annotations
 
+import contextlib
 import struct
+from typing import Callable, ContextManager, Iterator
 
 import numpy as np
-
-from bcc_edge.errors import TooManyPixels
 
 try:
     import simplejpeg
@@ -27,6 +27,8 @@ except ImportError:  # no wheel for this platform: Pillow decodes everything
 SOI = b"\xff\xd8\xff"
 
 _SOS, _EOI, _APP1 = 0xDA, 0xD9, 0xE1
+# Start-of-frame markers carry the image size: 0xC0-0xCF except DHT, JPG and DAC.
+_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 EXIF_ORIENTATION = 0x0112  # the EXIF tag
 _COLOURSPACES = ("YCbCr", "Gray")  # what turbojpeg turns into RGB exactly as Pillow does
 
@@ -44,13 +46,14 @@ def draft_scale(width: int, height: int, target_width: int, target_height: int) 
     return next(scale for scale in (8, 4, 2, 1) if scale <= max(allowed, 1))
 
 
-def decode(data: bytes, draft_size: tuple[int, int] | None, max_pixels: int) -> np.ndarray | None:
+def decode(data: bytes, draft_size: tuple[int, int] | None, guard: Callable[[int, int, int], ContextManager]) -> np.ndarray | None:
     """JPEG bytes -> upright C-contiguous HxWx3 uint8 RGB, identical to Pillow's decode, or
     None when Pillow should decode the file.
 
     `draft_size`: (height, width) to decode towards with DCT scaling as Pillow's draft does
     (swapped for images stored sideways), or None for full size.
-    Raises TooManyPixels, before decoding, for an image of more than `max_pixels` pixels.
+    `guard(width, height, decoded_pixels)` is called before decoding: it may raise to refuse
+    the image, and the decode runs inside the context it returns.
     """
     if simplejpeg is None:
         return None
@@ -60,8 +63,6 @@ def decode(data: bytes, draft_size: tuple[int, int] | None, max_pixels: int) -> 
         return None
     if colourspace not in _COLOURSPACES:
         return None
-    if width * height > max_pixels:
-        raise TooManyPixels(width, height, max_pixels)
     orientation = exif_orientation(data)
     if orientation is None:
         return None
@@ -71,10 +72,11 @@ def decode(data: bytes, draft_size: tuple[int, int] | None, max_pixels: int) -> 
         scale = draft_scale(width, height, target_width, target_height)
     # turbojpeg picks the smallest scaling factor that keeps these minimums: exactly 1/scale.
     out_height, out_width = -(-height // scale), -(-width // scale)
-    try:
-        rgb = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=out_height, min_width=out_width)
-    except ValueError:
-        return None
+    with guard(width, height, out_height * out_width):
+        try:
+            rgb = simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=out_height, min_width=out_width)
+        except ValueError:
+            return None
     if rgb.shape != (out_height, out_width, 3):
         return None
     return upright(rgb, orientation)
@@ -94,27 +96,47 @@ def upright(rgb: np.ndarray, orientation: int) -> np.ndarray:
     return rgb if turned is None else np.ascontiguousarray(turned(rgb))
 
 
-def exif_orientation(data: bytes) -> int | None:
-    """The EXIF orientation of the first Exif APP1 block (1 when there is none), or None when
-    the markers before the scan cannot be walked (then Pillow reads the file)."""
-    pos = 2
-    end = len(data)
+def _segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, position, segment length) of the marker segments before the first scan.
+    Raises ValueError where the markers cannot be walked."""
+    pos, end = 2, len(data)
     while pos + 4 <= end:
         if data[pos] != 0xFF:
-            return None
+            raise ValueError("not a marker")
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
         if marker in (_SOS, _EOI):
-            return 1
+            return
         (length,) = struct.unpack_from(">H", data, pos + 2)
         if length < 2:
-            return None
-        if marker == _APP1 and data[pos + 4 : pos + 10] == b"Exif\0\0":
-            return _tiff_orientation(data[pos + 10 : pos + 2 + length])
+            raise ValueError("bad segment length")
+        yield marker, pos, length
         pos += 2 + length
+    raise ValueError("no scan")
+
+
+def header_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) from the frame header, or None where it cannot be found."""
+    with contextlib.suppress(ValueError, struct.error):
+        for marker, pos, _ in _segments(data):
+            if marker in _SOF:
+                height, width = struct.unpack_from(">HH", data, pos + 5)
+                return height, width
     return None
+
+
+def exif_orientation(data: bytes) -> int | None:
+    """The EXIF orientation of the first Exif APP1 block (1 when there is none), or None when
+    the markers before the scan cannot be walked (then Pillow reads the file)."""
+    try:
+        for marker, pos, length in _segments(data):
+            if marker == _APP1 and data[pos + 4 : pos + 10] == b"Exif\0\0":
+                return _tiff_orientation(data[pos + 10 : pos + 2 + length])
+    except ValueError:
+        return None
+    return 1
 
 
 def _tiff_orientation(tiff: bytes) -> int | None:

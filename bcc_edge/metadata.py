@@ -18,17 +18,33 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import struct
 from pathlib import Path
 from typing import IO, Any, Union
 
-from bcc_edge.errors import BccError
+from bcc_edge.errors import BccError, one_line
 from bcc_edge.preprocess import PreprocessSpec
 
 KEY = "bcc_edge"
 FORMAT_VERSION = 1
 TFLITE_IDENTIFIER = b"TFL3"
+
+# An artifact is untrusted input: these bound what reading its document may cost and what a
+# document may ask of the device (a 32768 x 32768 input would allocate gigabytes per batch).
+MAX_METADATA_BYTES = 1024 * 1024
+MAX_MODEL_BYTES = 512 * 1024 * 1024
+MAX_DEPTH = 16
+MAX_LABELS = 1000
+MAX_LABEL_CHARS = 100
+MAX_INPUT_SIDE = 4096
+MEAN_RANGE = (-1024.0, 1024.0)  # pixel units (0..255 input)
+STD_RANGE = (1e-2, 1e4)  # a smaller std blows one grey level up past any model's input range
+SCALE_RANGE = (1e-9, 1e9)
+DTYPE_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "float32": (0, 0)}
+ACTIVATIONS = ("softmax",)
+QUANTIZATIONS = ("qat", "ptq", None)
 
 PathOrBytes = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
@@ -43,37 +59,121 @@ def dumps(meta: dict[str, Any]) -> bytes:
 
 
 def problems_in(meta: Any) -> list[str]:
-    """What is wrong with a metadata document (empty when the runtime can use it)."""
+    """What is wrong with a metadata document (empty when the runtime can use it): the schema
+    of ARCHITECTURE.md with types and ranges."""
     if not isinstance(meta, dict):
         return ["not a JSON object"]
+    if _depth(meta) > MAX_DEPTH:
+        return [f"nested deeper than {MAX_DEPTH} levels"]
     problems = []
     version = meta.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool):
+    if not _is_int(version):
         problems.append("format_version missing or not an integer")
     elif version > FORMAT_VERSION:
         problems.append(f"format_version {version} is newer than this bcc-edge understands ({FORMAT_VERSION}); upgrade bcc-edge")
-    labels = meta.get("labels")
-    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
-        problems.append("labels must be a non-empty list of non-empty strings")
-    elif len(set(labels)) != len(labels):
-        problems.append("labels contain duplicates")
+    elif version < 1:
+        problems.append(f"format_version {version} is not a bcc-edge format")
+    problems += label_problems(meta.get("labels"))
     try:
-        PreprocessSpec.from_dict(meta.get("preprocess"))
+        problems += spec_problems(PreprocessSpec.from_dict(meta.get("preprocess")))
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
         problems.append(f"preprocess is not a valid PreprocessSpec ({exc})")
+    for which in ("input", "output"):
+        if meta.get(which) is not None:
+            problems += [f"{which}: {p}" for p in _tensor_problems(meta[which], which)]
+    if meta.get("quantization") not in QUANTIZATIONS:
+        problems.append(f"quantization must be one of {QUANTIZATIONS}")
+    for name in ("model_name", "toolkit_version", "data_fingerprint"):
+        if meta.get(name) is not None and not (isinstance(meta[name], str) and len(meta[name]) <= 200):
+            problems.append(f"{name} must be a string of at most 200 characters")
+    accuracy = meta.get("float_val_accuracy")
+    if accuracy is not None and not (_is_number(accuracy) and 0.0 <= accuracy <= 1.0):
+        problems.append(f"float_val_accuracy must be a finite number in [0, 1]; got {accuracy!r}")
     return problems
 
 
+def label_problems(labels: Any) -> list[str]:
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        return ["labels must be a non-empty list of non-empty strings"]
+    if len(labels) > MAX_LABELS:
+        return [f"{len(labels)} labels, more than {MAX_LABELS}"]
+    long = [x for x in labels if len(x) > MAX_LABEL_CHARS]
+    if long:
+        return [f"a label is longer than {MAX_LABEL_CHARS} characters ({long[0][:20]!r}...)"]
+    if len(set(labels)) != len(labels):
+        return ["labels contain duplicates"]
+    return []
+
+
+def spec_problems(spec: PreprocessSpec) -> list[str]:
+    """Ranges a device accepts from an untrusted spec (the spec's own checks are types and signs)."""
+    problems = []
+    if max(spec.size) > MAX_INPUT_SIDE:
+        problems.append(f"preprocess size {list(spec.size)} is over {MAX_INPUT_SIDE} pixels per side")
+    if not all(MEAN_RANGE[0] <= m <= MEAN_RANGE[1] for m in spec.mean):
+        problems.append(f"preprocess mean {list(spec.mean)} is outside {list(MEAN_RANGE)}")
+    if not all(STD_RANGE[0] <= s <= STD_RANGE[1] for s in spec.std):
+        problems.append(f"preprocess std {list(spec.std)} is outside {list(STD_RANGE)}")
+    return problems
+
+
+def _tensor_problems(record: Any, which: str) -> list[str]:
+    if not isinstance(record, dict):
+        return ["not an object"]
+    dtype = record.get("dtype")
+    if dtype not in DTYPE_RANGES:
+        return [f"dtype must be one of {', '.join(DTYPE_RANGES)}"]
+    problems = []
+    scale, zero_point = record.get("scale"), record.get("zero_point")
+    if not (_is_number(scale) and SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]):
+        problems.append(f"scale must be a finite positive number; got {scale!r}")
+    low, high = DTYPE_RANGES[dtype]
+    if not (_is_int(zero_point) and low <= zero_point <= high):
+        problems.append(f"zero_point must be an integer in [{low}, {high}] for {dtype}; got {zero_point!r}")
+    if which == "output" and record.get("activation", "softmax") not in ACTIVATIONS:
+        problems.append(f"activation must be one of {', '.join(ACTIVATIONS)}")
+    return problems
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > MAX_DEPTH:
+            break
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def loads(raw: bytes, source: str) -> dict[str, Any]:
-    """Parse and validate an embedded document; a damaged one is the user's problem, not a crash."""
+    """Parse and validate an embedded document; a damaged or hostile one is the user's
+    problem (one bounded line), never a crash."""
+    _check_metadata_size(len(raw), source)
     try:
-        meta = json.loads(bytes(raw).decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BccError(f"{source}: the embedded {KEY} metadata is not valid JSON ({exc})") from None
+        meta = json.loads(bytes(raw).decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        raise BccError(f"{source}: the embedded {KEY} metadata is not valid JSON ({one_line(str(exc))})") from None
+    except RecursionError:
+        raise BccError(f"{source}: the embedded {KEY} metadata is nested too deeply") from None
     problems = problems_in(meta)
     if problems:
-        raise BccError(f"{source}: the embedded {KEY} metadata is unusable: " + "; ".join(problems))
+        raise BccError(one_line(f"{source}: the embedded {KEY} metadata is unusable: " + "; ".join(problems)))
     return meta
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a JSON number")
 
 
 # --------------------------------------------------------------------------- TFLite
@@ -135,9 +235,10 @@ def _tflite_metadata_bytes(buf: bytes, name: str) -> bytes | None:
                 raise BccError(f"{name}: corrupt TFLite model (metadata points at buffer {index} of {len(buffers)})")
             buffer = buffers[index]
             offset, size = fb.scalar(buffer, 1, "<Q"), fb.scalar(buffer, 2, "<Q")
-            if offset > 1:  # 1 is the converter's placeholder for "no external data"
-                return buf[offset : offset + size]
-            return fb.blob(buffer, 0)
+            if offset <= 1:  # 1 is the converter's placeholder for "no external data"
+                offset, size = fb.vector(buffer, 0)
+            _check_metadata_size(size, name)
+            return buf[offset : offset + size]
         return None
     except (struct.error, IndexError, ValueError):
         raise BccError(f"{name}: corrupt or truncated TFLite model") from None
@@ -168,22 +269,23 @@ class _FlatBuffer:
         pos = self._field(table, index)
         return 0 if pos is None else struct.unpack_from(fmt, self.buf, pos)[0]
 
-    def _vector(self, table: int, index: int) -> tuple[int, int]:
+    def vector(self, table: int, index: int, item_size: int = 1) -> tuple[int, int]:
+        """(start, length) of a vector field of `item_size`-byte items; (0, 0) when absent."""
         pos = self._field(table, index)
         if pos is None:
             return 0, 0
         start = pos + self._u32(pos)
         length = self._u32(start)
-        if start + 4 + length > len(self.buf):
+        if start + 4 + length * item_size > len(self.buf):
             raise ValueError("vector past the end of the buffer")
         return start + 4, length
 
     def tables(self, table: int, index: int) -> list[int]:
-        start, length = self._vector(table, index)
+        start, length = self.vector(table, index, item_size=4)
         return [start + 4 * i + self._u32(start + 4 * i) for i in range(length)]
 
     def blob(self, table: int, index: int) -> bytes:
-        start, length = self._vector(table, index)
+        start, length = self.vector(table, index)
         return bytes(self.buf[start : start + length])
 
     def string(self, table: int, index: int) -> str:
@@ -235,6 +337,7 @@ def read_onnx(path: str | os.PathLike) -> dict[str, Any] | None:
 
 # ModelProto.metadata_props is field 14; StringStringEntryProto is {1: key, 2: value}.
 _ONNX_METADATA_PROPS = 14
+_ONNX_KEY_ROOM = 256  # bytes of an entry that hold its key (written first)
 _ONNX_GRAPH = 7
 
 
@@ -252,9 +355,14 @@ def _onnx_metadata_props(f: IO[bytes]) -> dict[str, bytes]:
             length = _read_varint(f)
             if f.tell() + length > size:
                 raise EOFError
-            if field == _ONNX_METADATA_PROPS:
+            if field == _ONNX_METADATA_PROPS and length <= MAX_METADATA_BYTES + _ONNX_KEY_ROOM:
                 entry = _parse_fields(_read_exact(f, length))
                 props[entry.get(1, b"").decode("utf-8", "replace")] = entry.get(2, b"")
+            elif field == _ONNX_METADATA_PROPS:  # too large to be ours: refuse it only if it is
+                end = f.tell() + length
+                if _parse_fields(_read_exact(f, _ONNX_KEY_ROOM), partial=True).get(1) == KEY.encode():
+                    _check_metadata_size(length, str(getattr(f, "name", "model")))
+                f.seek(end)
             else:
                 seen_graph |= field == _ONNX_GRAPH
                 f.seek(length, os.SEEK_CUR)
@@ -265,13 +373,17 @@ def _onnx_metadata_props(f: IO[bytes]) -> dict[str, bytes]:
     return props
 
 
-def _parse_fields(data: bytes) -> dict[int, bytes]:
-    """Length-delimited fields of a small message (later occurrences win, as in protobuf)."""
+def _parse_fields(data: bytes, partial: bool = False) -> dict[int, bytes]:
+    """Length-delimited fields of a small message (later occurrences win, as in protobuf);
+    `partial`: `data` is the start of a message, so stop at the first field it cuts."""
     stream, fields = io.BytesIO(data), {}
     while stream.tell() < len(data):
         field, wire_type = _split_tag(_read_varint(stream))
         if wire_type == 2:
-            fields[field] = _read_exact(stream, _read_varint(stream))
+            length = _read_varint(stream)
+            if partial and stream.tell() + length > len(data):
+                break
+            fields[field] = _read_exact(stream, length)
         elif wire_type == 0:
             _read_varint(stream)
         else:
@@ -332,4 +444,17 @@ def read_artifact(path: str | os.PathLike) -> dict[str, Any] | None:
 def _load(source: PathOrBytes) -> tuple[str, bytes]:
     if isinstance(source, (bytes, bytearray, memoryview)):
         return "model", bytes(source)
-    return str(source), Path(source).read_bytes()
+    return str(source), read_model_bytes(source)
+
+
+def read_model_bytes(path: str | os.PathLike) -> bytes:
+    """A model file's bytes, refused past MAX_MODEL_BYTES before reading."""
+    size = os.stat(path).st_size
+    if size > MAX_MODEL_BYTES:
+        raise BccError(f"{path}: {size} bytes is over the limit of {MAX_MODEL_BYTES} for a model file (MAX_MODEL_BYTES)")
+    return Path(path).read_bytes()
+
+
+def _check_metadata_size(size: int, name: str) -> None:
+    if size > MAX_METADATA_BYTES:
+        raise BccError(f"{name}: the embedded {KEY} metadata is {size} bytes, over the limit of {MAX_METADATA_BYTES}")

@@ -5,22 +5,19 @@ Layout (ARCHITECTURE.md):
     history.csv  checkpoints/last.keras  checkpoints/state.json  best.keras  val_metrics.json
 
 No TensorFlow at import: `RunDir` only reads JSON/CSV; `load_best_model` imports it on demand.
-Every file is written atomically (temporary file in the same folder, then rename), so a run
-killed at any moment leaves each file either complete or absent.
+Every file is written through `bcc_edge.fileio` (temporary file in the same folder, then
+rename), so a run killed at any moment leaves each file either complete or absent.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import os
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+from bcc_edge.data import Record
 from bcc_edge.errors import BccError
 from bcc_edge.preprocess import PreprocessSpec
 
@@ -37,57 +34,7 @@ STATE = f"{CHECKPOINTS}/state.json"
 BEST = "best.keras"
 VAL_METRICS = "val_metrics.json"
 
-SPLIT_COLUMNS = ("path", "label", "split", "sha256")
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds", "images_per_second")
-
-
-@dataclass(frozen=True)
-class Record:
-    """One labelled image: absolute `path`, class name `label`, its model output `index`."""
-
-    path: str
-    label: str
-    index: int
-    sha256: str
-
-
-# ----------------------------------------------------------------------------- atomic writes
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield an unused temporary path next to `path` (same suffix, so writers that check it
-    accept it); it replaces `path` only when the block finishes without an exception.
-    Files get the usual umask permissions (mkstemp would make them private)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_path = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
-
-
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp, open(tmp, "xb") as f:
-        f.write(data)
-
-
-def write_text(path: str | os.PathLike, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def csv_text(columns: tuple[str, ...], rows) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 # ----------------------------------------------------------------------------- reading

@@ -1,47 +1,39 @@
 """The edge runtime: load a .tflite or .onnx artifact and classify images. No TensorFlow.
 
 `EdgeClassifier` reads the labels and preprocessing spec embedded by the exporter
-(`bcc_edge.metadata`), takes the input/output dtypes and quantisation from the interpreter
-or session itself (QAT and PTQ artifacts differ, and the tensors are the authority), and
-always hands back float32 probabilities.
+(`bcc_edge.metadata`), runs the model through a backend (`bcc_edge.backends`) and always
+hands back float32 probabilities. `iter_predictions` is the pipeline from image files to
+predictions that `bcc-edge infer` (and the benchmarks) run.
 
-Backends: ai-edge-litert for .tflite (tflite-runtime when it is the one installed),
-onnxruntime for .onnx. Each is imported only when a model of its format is opened, so a
-board with only one of them installed still runs the other format.
+An artifact is untrusted input: its file size, its metadata (bounded, schema-checked) and
+its tensors (dtypes, quantisation, shapes against the labels and the spec) are checked
+before anything runs, a batch never takes more than MAX_BATCH_BYTES, every score written is
+finite and in [0, 1], and a model that does not finish a batch within the invoke timeout
+stops the run (`ModelTimeout`) instead of hanging it.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from bcc_edge import metadata as _metadata
-from bcc_edge import native_log
-from bcc_edge.errors import BccError
+from bcc_edge.backends import BACKENDS, FORMAT_OF_BACKEND, open_backend
 from bcc_edge.decode import load_image
-from bcc_edge.preprocess import PreprocessError, PreprocessSpec
+from bcc_edge.errors import DEFAULT_INVOKE_TIMEOUT, BccError, ModelTimeout, positive_int
+from bcc_edge.preprocess import PreprocessError, PreprocessSpec, usable_cpus
 
-BACKENDS = ("auto", "litert", "tflite-runtime", "onnxruntime")
-_FORMAT_OF_BACKEND = {"litert": "tflite", "tflite-runtime": "tflite", "onnxruntime": "onnx"}
-# The package to install for a backend; "auto" names the preferred one of the format.
-_INSTALL_HINT = {
-    "litert": "pip install ai-edge-litert",
-    "tflite-runtime": "pip install tflite-runtime",
-    "onnxruntime": "pip install onnxruntime",
-    "tflite": "pip install ai-edge-litert",
-    "onnx": "pip install onnxruntime",
-}
-# The model a release ships for `bcc-edge infer` without --model (absent in a source checkout).
+# The model `bcc-edge infer` uses without --model (package data, see assets/provenance.json).
 BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "model_int8.tflite"
-# Images per interpreter call when the model accepts any batch size: large enough to amortise
-# the per-call overhead, small enough to keep the input tensor in cache.
-DEFAULT_BATCH = 16
+# Largest input batch in bytes: a model whose metadata asks for a huge input shrinks its batch.
+MAX_BATCH_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,6 +65,8 @@ class EdgeClassifier:
 
     `threads`: interpreter/session threads (None: the backend's default).
     `backend`: "auto" (by file format), "litert", "tflite-runtime" or "onnxruntime".
+    `provider`: onnxruntime execution provider for .onnx models: "cpu", "cuda" or "tensorrt";
+    `.provider` then says which one really ran the first inference.
     `labels` / `spec`: override the embedded metadata; both are required for a model that
     was not exported by bcc-edge.
     """
@@ -84,26 +78,29 @@ class EdgeClassifier:
         backend: str = "auto",
         labels: Sequence[str] | None = None,
         spec: PreprocessSpec | None = None,
+        provider: str = "cpu",
     ):
         self.path = Path(path)
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise BccError(f"threads must be a positive integer; got {threads!r}")
+        if threads is not None:
+            positive_int("threads", threads)
         if backend not in BACKENDS:
             raise BccError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if not self.path.is_file():
             raise BccError(f"model not found: {self.path}" if not self.path.exists() else f"model is not a file: {self.path}")
         fmt = _metadata.artifact_format(self.path)
-        if backend != "auto" and _FORMAT_OF_BACKEND[backend] != fmt:
+        if backend != "auto" and FORMAT_OF_BACKEND[backend] != fmt:
             raise BccError(f"backend {backend} cannot run a .{fmt} model")
         self.format = fmt
         self.threads = threads
-        self.metadata = _metadata.read_artifact(self.path)
+        content = _metadata.read_model_bytes(self.path) if fmt == "tflite" else None
+        self.metadata = _metadata.read_tflite(content) if fmt == "tflite" else _metadata.read_onnx(self.path)
         self.labels, self.spec = self._labels_and_spec(labels, spec)
-        model_class = _TFLiteModel if fmt == "tflite" else _OnnxModel
-        self._model = model_class(self.path, threads, backend, self.metadata)
+        self._model = open_backend(self.path, fmt, content, threads, backend, self.metadata, provider)
         self.backend = self._model.backend
+        self.provider = self._model.provider
         self.input_spec = self.spec.with_output(self._model.input_dtype, *self._model.input_quant)
         self._check_against_model()
+        self._pools: dict[int, _Workers] = {}
 
     # ------------------------------------------------------------------ setup
 
@@ -114,13 +111,14 @@ class EdgeClassifier:
                 f"{self.path} is not a bcc-edge artifact (it has no embedded {_metadata.KEY} metadata); "
                 "give its labels and preprocessing spec (bcc-edge infer --labels ... --spec spec.json)"
             )
-        if labels is None:
-            labels = meta["labels"]
-        labels = [str(x) for x in labels]
-        if not labels or len(set(labels)) != len(labels) or not all(labels):
-            raise BccError(f"labels must be distinct non-empty names; got {labels}")
-        if spec is None:
-            spec = PreprocessSpec.from_dict(meta["preprocess"])
+        labels = [str(x) for x in (meta["labels"] if labels is None else labels)]
+        problems = _metadata.label_problems(labels)
+        if problems:
+            raise BccError(f"unusable labels: {problems[0]}")
+        spec = PreprocessSpec.from_dict(meta["preprocess"]) if spec is None else spec
+        problems = _metadata.spec_problems(spec)
+        if problems:
+            raise BccError(f"unusable preprocessing spec: {'; '.join(problems)}")
         # The float spec is the reference; the model's own dtype is applied in input_spec.
         return labels, spec.with_output("float32")
 
@@ -130,12 +128,16 @@ class EdgeClassifier:
             raise BccError(f"{self.path}: expected an NHWC RGB image input, the model takes shape {list(shape)}")
         model_hw = tuple(shape[1:3])
         if all(d > 0 for d in model_hw) and model_hw != self.spec.size:
-            raise BccError(
-                f"{self.path}: the preprocessing size {self.spec.size} does not match the model input {model_hw}"
-            )
+            raise BccError(f"{self.path}: the preprocessing size {self.spec.size} does not match the model input {model_hw}")
         classes = self._model.num_classes
         if classes > 0 and classes != len(self.labels):
             raise BccError(f"{self.path}: {len(self.labels)} labels for a model with {classes} outputs")
+        recorded = ((self.metadata or {}).get("input") or {}).get("dtype")
+        if recorded is not None and recorded != self._model.input_dtype:
+            raise BccError(
+                f"{self.path}: the metadata describes a {recorded} input but the model takes {self._model.input_dtype} "
+                "(a model file swapped under another's metadata?)"
+            )
 
     # ------------------------------------------------------------------ properties
 
@@ -155,8 +157,15 @@ class EdgeClassifier:
 
     @property
     def max_batch(self) -> int:
-        """Images per interpreter call: 1 for a model with a fixed batch dimension of 1."""
-        return self._model.max_batch
+        """Images per interpreter call: 1 for a model with a fixed batch dimension of 1, and
+        never more than `batch_limit`."""
+        return self._model.max_batch if self._model.fixed_batch else min(self._model.max_batch, self.batch_limit)
+
+    @property
+    def batch_limit(self) -> int:
+        """The most images a batch may hold: MAX_BATCH_BYTES of model input."""
+        h, w = self.input_spec.size
+        return max(1, MAX_BATCH_BYTES // (h * w * 3 * self.input_spec.dtype.itemsize))
 
     def __repr__(self) -> str:
         return f"EdgeClassifier({str(self.path)!r}, backend={self.backend!r}, precision={self.precision!r}, classes={len(self.labels)})"
@@ -183,14 +192,23 @@ class EdgeClassifier:
             n = len(part)
             if self._model.fixed_batch and n < step:  # a fixed batch dimension cannot shrink: pad
                 part = np.concatenate([part, np.repeat(part[-1:], step - n, axis=0)])
-            parts.append(self._model.run(np.ascontiguousarray(part))[:n])
+            parts.append(self._probabilities(self._model.run(np.ascontiguousarray(part)))[:n])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def _probabilities(self, raw: np.ndarray) -> np.ndarray:
+        if raw.ndim < 2 or raw.shape[-1] != len(self.labels) or raw.size != len(raw) * len(self.labels):
+            raise BccError(f"{self.path}: the model output has shape {list(raw.shape)}, not one score per label ({len(self.labels)})")
+        scale, zero_point = self._model.output_quant
+        values = raw.reshape(len(raw), -1).astype(np.float32)
+        if raw.dtype != np.float32:
+            values = (values - zero_point) * np.float32(scale)
+        return values
 
     def predict_proba(self, images) -> np.ndarray:
         """Decoded uint8 RGB images -> (N, classes) float32 probabilities."""
         n = len(images)
         out = np.empty((n, len(self.labels)), np.float32)
-        step = max(self.max_batch, DEFAULT_BATCH)
+        step = max(self.max_batch, 16)
         for i in range(0, n, step):
             out[i : i + step] = self.invoke(self.prepare(images[i : i + step], threads=None))
         return out
@@ -201,16 +219,20 @@ class EdgeClassifier:
 
     def predict_paths(self, paths: Iterable[str | os.PathLike], top_k: int = 1, batch_size: int | None = None, workers: int | None = None) -> list[Prediction]:
         """Image files -> one Prediction each, in order; an unreadable file gets one with `.error`."""
-        from bcc_edge.infer import iter_predictions
-
         return list(iter_predictions(self, paths, top_k=top_k, batch_size=batch_size, workers=workers))
 
     def to_predictions(self, probs: np.ndarray, paths: Sequence[str | None], top_k: int = 1) -> list[Prediction]:
-        """(N, classes) probabilities and their N paths -> Predictions with the top_k classes."""
+        """(N, classes) probabilities and their N paths -> Predictions with the top_k classes.
+        A row that is not finite (a broken or hostile model) becomes an error, never a score."""
         k = check_top_k(top_k, len(self.labels))
+        finite = np.isfinite(probs).all(axis=1)
+        probs = np.clip(np.where(finite[:, None], probs, 0.0), 0.0, 1.0)
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
         predictions = []
-        for path, row, idx in zip(paths, probs, order):
+        for path, row, idx, ok in zip(paths, probs, order, finite):
+            if not ok:
+                predictions.append(Prediction(path, error="the model's output is not a finite number (a broken model?)"))
+                continue
             top = tuple((self.labels[j], round(float(row[j]), 6)) for j in idx)
             predictions.append(Prediction(path, top[0][0], top[0][1], top))
         return predictions
@@ -218,6 +240,21 @@ class EdgeClassifier:
     def load(self, path: str | os.PathLike) -> np.ndarray:
         """Decode one file the way this model's spec asks (JPEG draft decoding included)."""
         return load_image(path, self.spec)
+
+    def cancel(self) -> None:
+        """Ask the backend to abandon the runs in progress (used by the invoke watchdog)."""
+        self._model.cancel()
+
+    def workers(self, count: int) -> "_Workers":
+        """`count` threads of this classifier for the pipeline, kept between runs so that each
+        keeps its interpreters (one pool per count: a run never uses more threads than asked)."""
+        if count not in self._pools:
+            self._pools[count] = _Workers(count)
+        return self._pools[count]
+
+    def __del__(self) -> None:
+        for pool in getattr(self, "_pools", {}).values():
+            pool.close()
 
 
 def default_model() -> Path:
@@ -229,193 +266,121 @@ def default_model() -> Path:
 
 def check_top_k(top_k: int, classes: int) -> int:
     """top_k clamped to the number of classes; a non-positive value is a user error."""
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-        raise BccError(f"top-k must be a positive integer; got {top_k!r}")
-    return min(top_k, classes)
+    return min(positive_int("top-k", top_k), classes)
 
 
-def _softmax_output(meta: dict | None) -> bool:
-    """Whether the model output is already probabilities (the exporter's models end in softmax)."""
-    activation = ((meta or {}).get("output") or {}).get("activation", "softmax")
-    return activation == "softmax"
+# ---------------------------------------------------------------------------- the pipeline
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return z / z.sum(axis=1, keepdims=True)
+def iter_predictions(
+    classifier: EdgeClassifier,
+    paths: Iterable[str | os.PathLike],
+    top_k: int = 1,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    timeout: float | None = DEFAULT_INVOKE_TIMEOUT,
+) -> Iterator[Prediction]:
+    """Classify image files, yielding one Prediction per path in input order, as soon as ready.
 
+    Each worker thread takes a whole batch through decode (the decoders release the GIL),
+    preprocessing (the C kernel releases it) and a single-threaded invoke on its own
+    interpreter (which releases it too), so independent batches run in parallel on all
+    cores. Two batches per worker are in flight at most, each image is resized into its
+    batch as soon as it is decoded, and a path is read from `paths` only when its batch is
+    due: memory stays flat however many paths stream in, whatever their sizes.
 
-def _missing_backend(backend: str, fmt: str, detail: str) -> BccError:
-    hint = _INSTALL_HINT[fmt if backend == "auto" else backend]
-    return BccError(f"running a .{fmt} model needs a runtime that cannot be imported here ({detail}): {hint}")
-
-
-# ---------------------------------------------------------------------------- TFLite
-
-
-def _import_tflite_interpreter(backend: str):
-    """(Interpreter class, backend name): ai-edge-litert first, tflite-runtime as fallback."""
-    errors = []
-    candidates = {"litert": "ai_edge_litert.interpreter", "tflite-runtime": "tflite_runtime.interpreter"}
-    for name, module in candidates.items():
-        if backend not in ("auto", name):
-            continue
-        try:
-            return __import__(module, fromlist=["Interpreter"]).Interpreter, name
-        except ImportError as exc:
-            errors.append(str(exc))
-    raise _missing_backend(backend, "tflite", "; ".join(errors))
-
-
-class _TFLiteModel:
-    """Interpreters per calling thread (an interpreter is not thread-safe; `invoke` releases
-    the GIL, so threads invoking their own interpreters run in parallel), and per batch size
-    within a thread (two at most: the full batches and the last one), because resizing one
-    interpreter back and forth would re-plan its memory at every alternation."""
-
-    _MAX_INTERPRETERS = 2
-
-    def __init__(self, path: Path, threads: int | None, backend: str, meta: dict | None):
-        self._interpreter_class, self.backend = _import_tflite_interpreter(backend)
-        self._path = path
-        self._content = path.read_bytes()
-        self._threads = threads
-        first = self._new_interpreter()
-        (inp,), (out,) = _single_io(path, first.get_input_details(), first.get_output_details())
-        self._in_index, self._out_index = inp["index"], out["index"]
-        self.input_dtype = np.dtype(inp["dtype"]).name
-        self.output_dtype = np.dtype(out["dtype"]).name
-        _check_dtypes(path, self.input_dtype, self.output_dtype)
-        self.input_quant = _quant_params(inp, self.input_dtype)
-        self._output_quant = _quant_params(out, self.output_dtype)
-        signature = inp.get("shape_signature")
-        signature = inp["shape"] if signature is None or len(signature) == 0 else signature
-        self.input_shape = tuple(int(d) for d in inp["shape"])
-        self.num_classes = int(out["shape"][-1])
-        # Only a model converted with a free batch dimension can be resized safely; a fixed
-        # batch of 1 may hide reshapes that hard-code it.
-        self.fixed_batch = int(signature[0]) != -1
-        self.max_batch = int(inp["shape"][0]) if self.fixed_batch else DEFAULT_BATCH
-        self._softmax = _softmax_output(meta)
-        self._local = threading.local()
-        self._local.interpreters = OrderedDict({self.input_shape[0]: first})
-
-    def _new_interpreter(self):
-        try:
-            with native_log.dropping(native_log.XNNPACK_NOTICE):
-                interpreter = self._interpreter_class(model_content=self._content, num_threads=self._threads)
-                interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise BccError(f"{self._path}: the {self.backend} interpreter cannot load the model: {_first_line(exc)}") from None
-        return interpreter
-
-    def _for_batch(self, n: int):
-        cache = getattr(self._local, "interpreters", None)
-        if cache is None:
-            cache = self._local.interpreters = OrderedDict()
-        interpreter = cache.get(n)
-        if interpreter is not None:
-            cache.move_to_end(n)
-            return interpreter
-        interpreter = self._new_interpreter()
-        if n != self.input_shape[0]:
-            try:
-                interpreter.resize_tensor_input(self._in_index, [n, *self.input_shape[1:]], strict=True)
-                interpreter.allocate_tensors()
-            except (ValueError, RuntimeError) as exc:  # a graph that hard-codes its batch size
-                raise BccError(f"{self._path}: cannot run a batch of {n} ({_first_line(exc)}); try --batch 1") from None
-        cache[n] = interpreter
-        if len(cache) > self._MAX_INTERPRETERS:
-            cache.popitem(last=False)
-        return interpreter
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        interpreter = self._for_batch(len(batch))
-        interpreter.set_tensor(self._in_index, batch)
-        interpreter.invoke()
-        raw = interpreter.get_tensor(self._out_index)
-        return _to_probabilities(raw, self._output_quant, self._softmax)
-
-
-
-def _single_io(path, inputs, outputs):
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise BccError(f"{path}: expected a classifier with one input and one output; it has {len(inputs)} and {len(outputs)}")
-    return inputs, outputs
-
-
-def _check_dtypes(path, input_dtype: str, output_dtype: str) -> None:
-    supported = ("float32", "int8", "uint8")
-    if input_dtype not in supported or output_dtype not in supported:
-        raise BccError(f"{path}: unsupported tensor types (input {input_dtype}, output {output_dtype}); expected float32, int8 or uint8")
-
-
-def _quant_params(detail: dict, dtype: str) -> tuple[float, int]:
-    if dtype == "float32":
-        return 1.0, 0
-    scale, zero_point = detail["quantization"]
-    if not scale > 0:
-        raise BccError(f"the {dtype} tensor {detail.get('name')!r} has no quantisation parameters")
-    return float(scale), int(zero_point)
-
-
-def _to_probabilities(raw: np.ndarray, quant: tuple[float, int], softmax: bool) -> np.ndarray:
-    scale, zero_point = quant
-    values = raw.astype(np.float32) if raw.dtype == np.float32 else (raw.astype(np.float32) - zero_point) * np.float32(scale)
-    values = values.reshape(len(raw), -1)
-    return _softmax(values) if not softmax else values
-
-
-# ---------------------------------------------------------------------------- ONNX
-
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(int8)": "int8", "tensor(uint8)": "uint8"}
-
-
-class _OnnxModel:
-    def __init__(self, path: Path, threads: int | None, backend: str, meta: dict | None):
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:
-            raise _missing_backend("onnxruntime", "onnx", str(exc)) from None
-        self.backend = "onnxruntime"
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # warnings about unused initialisers are not the user's business
-        if threads is not None:
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-        try:
-            self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own pybind exception types
-            raise BccError(f"onnxruntime cannot load {path}: {_first_line(exc)}") from None
-        (inp,), (out,) = _single_io(path, self._session.get_inputs(), self._session.get_outputs())
-        self._in_name, self._out_name = inp.name, out.name
-        self.input_dtype = _ORT_TYPES.get(inp.type, inp.type)
-        self.output_dtype = _ORT_TYPES.get(out.type, out.type)
-        _check_dtypes(path, self.input_dtype, self.output_dtype)
-        # A session does not expose tensor quantisation; integer I/O needs the exporter's record.
-        self.input_quant = _onnx_quant(path, meta, "input", self.input_dtype)
-        self._output_quant = _onnx_quant(path, meta, "output", self.output_dtype)
-        self.input_shape = tuple(d if isinstance(d, int) else -1 for d in inp.shape)
-        self.num_classes = out.shape[-1] if isinstance(out.shape[-1], int) else -1
-        self.fixed_batch = self.input_shape[0] != -1
-        self.max_batch = self.input_shape[0] if self.fixed_batch else DEFAULT_BATCH
-        self._softmax = _softmax_output(meta)
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        (raw,) = self._session.run([self._out_name], {self._in_name: batch})
-        return _to_probabilities(raw, self._output_quant, self._softmax)
-
-
-def _onnx_quant(path, meta: dict | None, which: str, dtype: str) -> tuple[float, int]:
-    if dtype == "float32":
-        return 1.0, 0
-    record = (meta or {}).get(which) or {}
+    `batch_size`: images per batch (default: `classifier.max_batch`; at most
+    `classifier.batch_limit`). `workers`: threads (default and maximum: the usable CPUs). Create `classifier` with `threads=1` for this: the parallelism is across batches.
+    `timeout`: seconds a batch may take (None: no limit); past it, ModelTimeout.
+    An unreadable file yields a Prediction with `.error`.
+    """
+    k = check_top_k(top_k, len(classifier.labels))
+    batch_size = min(positive_int("batch size", batch_size if batch_size is not None else classifier.max_batch), classifier.batch_limit)
+    workers = min(positive_int("workers", workers if workers is not None else usable_cpus()), usable_cpus())
+    chunks = _chunks((os.fspath(p) for p in paths), batch_size)
+    pool = classifier.workers(workers)
+    pending: list[_Job] = []
     try:
-        return float(record["scale"]), int(record["zero_point"])
-    except (KeyError, TypeError, ValueError):
-        raise BccError(f"{path}: the {which} is {dtype} but the metadata does not record its scale and zero point") from None
+        for chunk in chunks:
+            pending.append(pool.submit(classify_chunk, classifier, chunk, k))
+            if len(pending) >= 2 * workers:
+                yield from pending.pop(0).result(timeout, classifier)
+        while pending:
+            yield from pending.pop(0).result(timeout, classifier)
+    finally:
+        for job in pending:  # the consumer stopped early (error, Ctrl-C, break)
+            job.cancelled = True
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def _chunks(items: Iterator[str], size: int) -> Iterator[list[str]]:
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
+def classify_chunk(classifier: EdgeClassifier, chunk: list[str], k: int) -> list[Prediction]:
+    """Decode, preprocess and classify one batch of files; a file that cannot be read gets a
+    Prediction with its error and leaves the rest of the batch alone."""
+    batch = np.empty((len(chunk), *classifier.input_spec.size, 3), classifier.input_spec.dtype)
+    errors: list[str | None] = []
+    n = 0
+    for path in chunk:
+        try:
+            classifier.prepare([classifier.load(path)], out=batch[n : n + 1], threads=1)
+        except BccError as exc:  # ImageDecodeError: unreadable, unsupported, corrupt, too large...
+            errors.append(str(exc))
+            continue
+        errors.append(None)
+        n += 1
+    probs = classifier.invoke(batch[:n])
+    good = iter(classifier.to_predictions(probs, [p for p, e in zip(chunk, errors) if e is None], k))
+    return [next(good) if error is None else Prediction(path, error=error) for path, error in zip(chunk, errors)]
+
+
+class _Job:
+    def __init__(self, fn, args):
+        self.fn, self.args = fn, args
+        self.done = threading.Event()
+        self.cancelled = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def result(self, timeout: float | None, classifier: EdgeClassifier):
+        if not self.done.wait(timeout):
+            classifier.cancel()
+            raise ModelTimeout(
+                f"a batch took longer than {timeout:g} s (--invoke-timeout); the model may never finish "
+                f"(e.g. an endless loop in its graph), or this device needs a longer timeout"
+            )
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _Workers:
+    """Daemon threads that run jobs in submission order: a hung model cannot keep the process
+    from exiting, and they live as long as their classifier."""
+
+    def __init__(self, count: int):
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._count = count
+        for i in range(count):
+            threading.Thread(target=self._work, args=(self._queue,), name=f"bcc-infer-{i}", daemon=True).start()
+
+    def submit(self, fn, *args) -> _Job:
+        job = _Job(fn, args)
+        self._queue.put(job)
+        return job
+
+    def close(self) -> None:
+        for _ in range(self._count):
+            self._queue.put(None)
+
+    @staticmethod
+    def _work(jobs: queue.SimpleQueue) -> None:  # static: a thread must not keep its pool alive
+        while (job := jobs.get()) is not None:
+            if not job.cancelled:
+                try:
+                    job.value = job.fn(*job.args)
+                except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+                    job.error = exc
+            job.done.set()

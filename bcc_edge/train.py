@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from bcc_edge import __version__, data, models, rundir
+from bcc_edge import __version__, data, fileio, models, rundir
 from bcc_edge.augment import PRESETS as AUGMENT_PRESETS
 from bcc_edge.errors import BccError
 from bcc_edge.preprocess import INTERPOLATIONS, PreprocessSpec
@@ -268,12 +268,12 @@ def _prepare_new_run(cfg: TrainConfig, out: Path, runtime, log, progress) -> _Ar
             "data_root": str(index.root),
             "runtime": runtime.describe(),
         }
-        rundir.write_text(out / rundir.SPLITS, index.splits_csv())
-        rundir.write_json(out / rundir.LABELS, index.labels)
-        rundir.write_json(out / rundir.PREPROCESS, spec.to_dict())
-        rundir.write_json(out / rundir.DATA, {"fingerprint": index.fingerprint, **index.summary()})
-        rundir.write_text(out / rundir.BAD_FILES, "".join(f"{p}\t{r}\n" for p, r in index.bad))
-        rundir.write_json(out / rundir.CONFIG, config_doc)  # last: its presence marks a started run
+        fileio.write_text(out / rundir.SPLITS, index.splits_csv())
+        fileio.write_json(out / rundir.LABELS, index.labels)
+        fileio.write_json(out / rundir.PREPROCESS, spec.to_dict())
+        fileio.write_json(out / rundir.DATA, {"fingerprint": index.fingerprint, **index.summary()})
+        fileio.write_text(out / rundir.BAD_FILES, "".join(f"{p}\t{r}\n" for p, r in index.bad))
+        fileio.write_json(out / rundir.CONFIG, config_doc)  # last: its presence marks a started run
     return _Arrays(*decoded["train"], *decoded["val"], labels=index.labels, spec=spec)
 
 
@@ -404,7 +404,7 @@ class _Saver:
     def save(self, model, name: str) -> None:
         """A .keras file; it holds the optimizer state when the model is compiled."""
         if self.chief:
-            with rundir.atomic_path(self.out / name) as tmp:
+            with fileio.atomic_path(self.out / name) as tmp:
                 model.save(tmp)
         else:
             with tempfile.TemporaryDirectory() as scratch:
@@ -412,12 +412,12 @@ class _Saver:
 
     def write_json(self, name: str, obj) -> None:
         if self.chief:
-            rundir.write_json(self.out / name, obj)
+            fileio.write_json(self.out / name, obj)
 
     def write_history(self, rows: list[dict]) -> None:
         if self.chief:
-            text = rundir.csv_text(rundir.HISTORY_COLUMNS, ([_fmt(row[c]) for c in rundir.HISTORY_COLUMNS] for row in rows))
-            rundir.write_text(self.out / rundir.HISTORY, text)
+            text = fileio.csv_text(rundir.HISTORY_COLUMNS, ([_fmt(row[c]) for c in rundir.HISTORY_COLUMNS] for row in rows))
+            fileio.write_text(self.out / rundir.HISTORY, text)
 
 
 def _fmt(value) -> str:

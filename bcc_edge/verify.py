@@ -19,7 +19,8 @@ from bcc_edge.errors import BccError
 from bcc_edge.evaluate import Result, evaluate
 from bcc_edge.export import manifest as _manifest
 from bcc_edge.export.selfcheck import FLOAT_TOLERANCE
-from bcc_edge.rundir import Record, RunDir
+from bcc_edge.data import Record
+from bcc_edge.rundir import RunDir
 
 FLOAT_NAME = "keras (float)"
 

@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from bcc_edge import calib
 from bcc_edge.cli import app
-from bcc_edge.data import file_sha256
+from bcc_edge.fileio import file_sha256
 from bcc_edge.errors import BccError
-from bcc_edge.rundir import Record
+from bcc_edge.data import Record
 
 
 def _records(counts: dict[str, int], root: Path = Path("/data")) -> list[Record]:

@@ -11,7 +11,8 @@ import pytest
 from bcc_edge import data
 from bcc_edge.errors import BccError
 from bcc_edge.preprocess import PreprocessSpec
-from bcc_edge.rundir import Record
+from bcc_edge.data import Record
+from bcc_edge.fileio import file_sha256
 
 
 @pytest.fixture()
@@ -81,7 +82,7 @@ def test_splits_csv_dataset_with_images_folder_and_class_subset(synthetic_data, 
     assert index.root == (root / "images").resolve()
     assert index.labels == ["eosinophil", "monocyte"]
     assert len(index.train) == 24 and len(index.val) == 8
-    assert index.train[0].sha256 == data.file_sha256(index.train[0].path)  # hashed, not trusted
+    assert index.train[0].sha256 == file_sha256(index.train[0].path)  # hashed, not trusted
     csv_text = index.splits_csv()
     assert csv_text.splitlines()[0] == "path,label,split,sha256"
     assert "eosinophil/eos_0004.jpg,eosinophil,train," in csv_text
@@ -133,7 +134,7 @@ def test_load_arrays_skips_corrupt_files_and_caches(folder, tmp_path):
 
 def test_damaged_cache_entry_is_a_miss(folder, tmp_path):
     path = folder / "monocyte" / "mon_0000.jpg"
-    record = Record(str(path), "monocyte", 0, data.file_sha256(path))
+    record = Record(str(path), "monocyte", 0, file_sha256(path))
     spec = PreprocessSpec((16, 16))
     first, _, _ = data.load_arrays([record], spec, tmp_path)
     cache = data.ImageCache(tmp_path, spec)

@@ -63,7 +63,7 @@ def test_palette_becomes_its_colours(tmp_path, pixels):
     palette = Image.fromarray(pixels).quantize(32)
     expected = np.asarray(palette.convert("RGB"))
     assert np.array_equal(load_image(save(tmp_path, palette, "p.png")), expected)
-    assert np.array_equal(load_image(save(tmp_path, palette, "p.gif")), expected)
+    assert np.array_equal(load_image(save(tmp_path, palette, "p.bmp")), expected)
 
 
 @pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
@@ -197,7 +197,7 @@ def jpeg_bytes(pixels) -> bytes:
         ("text.jpg", lambda p: b"this is not an image\n" * 10, "not an image"),
         ("truncated.jpg", lambda p: jpeg_bytes(p)[: len(jpeg_bytes(p)) // 2], "truncated"),
         ("header-only.jpg", lambda p: jpeg_bytes(p)[:200], "truncated"),
-        ("bad-marker.jpg", lambda p: jpeg_bytes(p)[:2] + b"\xff\xc0\x00\x02" + jpeg_bytes(p)[6:], "not an image"),
+        ("bad-marker.jpg", lambda p: jpeg_bytes(p)[:2] + b"\xff\xc0\x00\x02" + jpeg_bytes(p)[6:], "corrupt"),
         ("bad-huffman.jpg", lambda p: corrupt_huffman_table(jpeg_bytes(p)), "corrupt"),
         ("truncated.png", lambda p: save_bytes(p, "PNG")[:-100], "truncated"),
         ("truncated.bmp", lambda p: save_bytes(p, "BMP")[:-500], "truncated"),
@@ -243,12 +243,15 @@ def test_images_over_the_pixel_limit_are_refused_before_decoding(tmp_path, pixel
     path = save(tmp_path, pixels, "a.png")
     monkeypatch.setattr(decode, "MAX_IMAGE_PIXELS", 60 * 80 - 1)
 
+    class Decoded(BaseException):  # not an Exception: decode turns those into error rows
+        pass
+
     def no_decoding(self):
-        raise AssertionError("pixels were decoded")
+        raise Decoded
 
     monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
     with pytest.raises(ImageDecodeError, match="MAX_IMAGE_PIXELS"):
         load_image(path)
     monkeypatch.setattr(decode, "MAX_IMAGE_PIXELS", 60 * 80)
-    with pytest.raises(AssertionError, match="decoded"):  # at the limit it gets as far as decoding
+    with pytest.raises(Decoded):  # at the limit it gets as far as decoding
         load_image(path)

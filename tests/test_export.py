@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from bcc_edge import metadata
-from bcc_edge.data import file_sha256, load_arrays
+from bcc_edge.data import load_arrays
+from bcc_edge.fileio import file_sha256
 from bcc_edge.rundir import RunDir
 from bcc_edge.runtime import EdgeClassifier
 

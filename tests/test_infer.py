@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from bcc_edge import infer
+from bcc_edge import infer, runtime
 from bcc_edge.cli import app
 from bcc_edge.errors import BccError
 from bcc_edge.runtime import EdgeClassifier, Prediction
@@ -209,8 +209,8 @@ def test_read_labels_forms(tmp_path):
 def test_pipeline_keeps_input_order_whatever_the_threading(tiny_export, image_dir, workers, batch_size):
     classifier = EdgeClassifier(tiny_export / "model_int8.tflite")
     paths = [str(image_dir / n) for n in GOOD + BAD + GOOD[::-1]]
-    predictions = list(infer.iter_predictions(classifier, paths, top_k=2, batch_size=batch_size, workers=workers))
-    reference = list(infer.iter_predictions(classifier, paths, top_k=2, batch_size=1, workers=1))
+    predictions = list(runtime.iter_predictions(classifier, paths, top_k=2, batch_size=batch_size, workers=workers))
+    reference = list(runtime.iter_predictions(classifier, paths, top_k=2, batch_size=1, workers=1))
     assert predictions == reference
     assert [p.path for p in predictions] == paths
     assert [p.ok for p in predictions] == [Path(p).name in GOOD for p in paths]
@@ -225,7 +225,7 @@ def test_pipeline_streams_without_reading_all_inputs_first(tiny_export, image_di
             consumed.append(1)
             yield str(image_dir / "cell0.jpg")
 
-    stream = infer.iter_predictions(classifier, endless(), batch_size=2, workers=2)
+    stream = runtime.iter_predictions(classifier, endless(), batch_size=2, workers=2)
     first = next(stream)
     assert first.ok
     stream.close()

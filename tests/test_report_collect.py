@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from bcc_edge.data import file_sha256
+from bcc_edge.fileio import file_sha256
 from bcc_edge.errors import BccError
 from bcc_edge.report.collect import collect
 

@@ -81,10 +81,20 @@ def test_markdown_has_every_artifact_and_the_failure():
         assert entry["file"] in text
     assert "## Failed artifacts" in text and "not a TFLite model \\| broken" in text  # pipe escaped inside a cell
     assert "97.00% vs seed1/best.keras" in text and "(reference)" in text
-    assert "a note with <markup>" in text
+    assert "a note with \\<markup\\>" in text and "<markup>" not in text  # no raw HTML from notes
+    assert "<gamma>" not in text and "\\<gamma\\>" in text  # nor from labels
     # per-class table row of the first artifact
     m = report["artifacts"][0]["metrics"]
     assert f"| alpha | {100 * m['per_class']['precision'][0]:.2f}% |" in text
+
+
+@pytest.mark.parametrize("label", ["$\\foo$", "$x$ and $", "50$ \\alpha"])
+def test_plots_take_any_label_text(label):
+    report = fake_report()
+    ok = [e for e in report["artifacts"] if e["status"] == "ok"]
+    labels = [label, "beta", "gamma"]
+    _decode(plots.confusion(ok[0]["metrics"]["confusion"], labels, f"run {label}"))
+    _decode(plots.per_class_f1(ok, labels))
 
 
 def test_html_is_self_contained_with_plots_and_escaped_text():

@@ -26,8 +26,8 @@ import numpy as np
 
 from bcc_edge import jpeg
 from bcc_edge.errors import BccError
-from bcc_edge.infer import describe, expand_inputs, iter_predictions
-from bcc_edge.runtime import EdgeClassifier
+from bcc_edge.infer import describe, expand_inputs
+from bcc_edge.runtime import EdgeClassifier, iter_predictions
 
 SYNTHETIC_SIZE = (363, 360)  # (height, width) of most PBC images
 SYNTHETIC_COUNT = 64

@@ -12,7 +12,8 @@ import typer
 
 from bcc_edge.commands._common import user_errors
 from bcc_edge.progress import is_terminal
-from bcc_edge.errors import BccError
+from bcc_edge.errors import DEFAULT_INVOKE_TIMEOUT, BccError
+
 
 @user_errors
 def infer_command(
@@ -26,10 +27,14 @@ def infer_command(
     labels: Optional[str] = typer.Option(None, "--labels", help="Labels for a model without bcc-edge metadata: a file (one per line or a JSON list) or a comma list."),
     spec: Optional[Path] = typer.Option(None, "--spec", help="Preprocessing spec JSON (e.g. a run's preprocess.json) for a model without bcc-edge metadata."),
     backend: str = typer.Option("auto", "--backend", help="auto, litert, tflite-runtime or onnxruntime."),
+    provider: str = typer.Option("cpu", "--provider", help="onnxruntime execution provider for .onnx models: cpu, cuda or tensorrt (a Jetson's GPU)."),
+    invoke_timeout: float = typer.Option(DEFAULT_INVOKE_TIMEOUT, "--invoke-timeout", min=0.1, help="Seconds a batch may take before the run is stopped with exit 2 (a model that never finishes)."),
+    raw_csv: bool = typer.Option(False, "--raw-csv", help="CSV cells exactly as they are: no ' before cells a spreadsheet would run as a formula (= + - @)."),
 ) -> None:
     """Classify images; one row per input. A file that cannot be read gets an error row and is skipped.
 
-    Exit code: 0 all inputs classified, 1 some inputs failed, 2 usage or model error.
+    Exit code: 0 all inputs classified, 1 some inputs failed, 2 usage or model error
+    (including a batch that exceeds --invoke-timeout).
     """
     from bcc_edge.infer import FORMATS, ResultWriter, expand_inputs, open_output, read_labels, read_spec, run_inference
     from bcc_edge.preprocess import usable_cpus
@@ -44,6 +49,7 @@ def infer_command(
         backend=backend,
         labels=read_labels(labels) if labels is not None else None,
         spec=read_spec(str(spec)) if spec is not None else None,
+        provider=provider,
     )
     paths = expand_inputs(inputs)
     total = None
@@ -61,8 +67,8 @@ def infer_command(
     progress = ProgressBar(total, desc="infer", enabled=True) if show_progress else None
     try:
         with open_output(str(output) if output else None, sys.stdout) as stream:
-            writer = ResultWriter(stream, fmt, min(top_k, len(classifier.labels)), max(len(x) for x in classifier.labels))
-            done, failed = run_inference(classifier, paths, writer, batch, threads or usable_cpus(), progress)
+            writer = ResultWriter(stream, fmt, min(top_k, len(classifier.labels)), max(len(x) for x in classifier.labels), raw_csv)
+            done, failed = run_inference(classifier, paths, writer, batch, threads or usable_cpus(), progress, invoke_timeout)
     except BrokenPipeError:
         # The reader went away (`| head`): stop quietly with the shell's SIGPIPE status, and keep
         # Python from complaining while it flushes stdout at exit.

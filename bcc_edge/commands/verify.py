@@ -25,7 +25,7 @@ def verify_command(
 
     Exit code: 0 all artifacts pass, 1 an artifact fails a threshold, 2 usage or input error.
     """
-    from bcc_edge.rundir import write_json
+    from bcc_edge.fileio import write_json
     from bcc_edge.verify import Thresholds, format_report, verify_export
 
     thresholds = Thresholds(min_agreement=min_agreement / 100.0, max_accuracy_drop=max_accuracy_drop / 100.0)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from bcc_edge.data import file_sha256
+from bcc_edge.fileio import file_sha256
 from bcc_edge.errors import BccError
 
 MANIFEST = "manifest.json"

@@ -35,7 +35,7 @@ from pathlib import Path
 from bcc_edge import metadata
 from bcc_edge.errors import BccError
 from bcc_edge.export.context import ExportContext, quant_record
-from bcc_edge.rundir import write_bytes
+from bcc_edge.fileio import write_bytes
 
 INPUT_NAME = "image"
 

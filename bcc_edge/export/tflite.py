@@ -10,7 +10,7 @@ import numpy as np
 from bcc_edge import metadata, native_log
 from bcc_edge.errors import BccError
 from bcc_edge.export.context import ExportContext, quant_record
-from bcc_edge.rundir import write_bytes
+from bcc_edge.fileio import write_bytes
 
 
 def build_float(ctx: ExportContext, path: Path) -> None:

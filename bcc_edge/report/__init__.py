@@ -25,7 +25,7 @@ def write_report(report: dict[str, Any], out: str | Path) -> list[Path]:
     from bcc_edge.report.gallery import thumbnail_uri
     from bcc_edge.report.html import render_html
     from bcc_edge.report.markdown import render_markdown
-    from bcc_edge.rundir import write_text
+    from bcc_edge.fileio import write_text
 
     gallery_paths = {e["path"] for a in report["artifacts"] if a["status"] == "ok" for e in a["worst_errors"]}
     texts = {

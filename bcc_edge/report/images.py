@@ -15,7 +15,8 @@ from typing import Sequence
 
 from bcc_edge import data as data_mod
 from bcc_edge.errors import BccError
-from bcc_edge.rundir import Record, RunDir
+from bcc_edge.data import Record
+from bcc_edge.rundir import RunDir
 
 SPLITS = ("val", "train", "all")
 

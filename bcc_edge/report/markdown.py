@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from bcc_edge.errors import printable
 from bcc_edge.report import tables
 
 
-def _escape(cell: str) -> str:
-    return cell.replace("|", "\\|").replace("\n", " ")
+# Characters that start markup anywhere in a line (an underscore inside a word does not).
+_MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*[]<>|"})
+
+
+def _escape(text: str) -> str:
+    """Text from labels, paths and notes shown as written: no HTML (a `<script>` label), no
+    Markdown markup, no line breaks, no control characters."""
+    return printable(str(text)).replace("&", "&amp;").translate(_MARKDOWN_SPECIAL)
 
 
 def _table(table: tables.Table) -> str:
@@ -21,18 +28,18 @@ def render_markdown(report: dict) -> str:
     out = [
         "# bcc-edge model report",
         "",
-        f"- data: `{data['path']}` — {data['selection']}, {data['count']} images, {len(labels)} classes",
+        f"- data: {_escape(data['path'])} — {_escape(data['selection'])}, {data['count']} images, {len(labels)} classes",
         f"- latency: {tables.latency_sentence(report)}",
         f"- created {report['created']} by bcc-edge {report['toolkit_version']}",
         "",
     ]
     if report["notes"]:
-        out += ["## Notes", "", *[f"- {note}" for note in report["notes"]], ""]
+        out += ["## Notes", "", *[f"- {_escape(note)}" for note in report["notes"]], ""]
     out += ["## Summary", "", _table(tables.summary(report)), ""]
     failed = tables.failed(report)
     if failed[1]:
         out += ["## Failed artifacts", "", _table(failed), ""]
     for entry in tables.ok_entries(report):
-        out += [f"## {entry['id']}", "", _table(tables.per_class(entry, labels)), "", "Confusion matrix (rows = true class):", "",
+        out += [f"## {_escape(entry['id'])}", "", _table(tables.per_class(entry, labels)), "", "Confusion matrix (rows = true class):", "",
                 _table(tables.confusion(entry, labels)), ""]
     return "\n".join(out)

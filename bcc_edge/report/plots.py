@@ -35,6 +35,12 @@ def _to_data_uri(figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+def _plain(text: str) -> str:
+    """Label text drawn as written: a $ pair would start matplotlib's mathtext, which raises on
+    what is not TeX (a class named `$\\foo$`)."""
+    return text.replace("$", r"\$")
+
+
 def kind_label(entry: dict) -> str:
     """'TFLite INT8', 'ONNX float32', 'Keras float32'."""
     name = {"keras": "Keras", "tflite": "TFLite", "onnx": "ONNX"}[entry["format"]]
@@ -61,7 +67,7 @@ def tradeoff(entries: Sequence[dict], cost_key: str, on_front: Sequence[bool], x
         xs, ys = zip(*front)
         axes.step(xs, ys, where="post", color="black", linewidth=1, linestyle="--", zorder=2, label="Pareto front")
     for run in runs:
-        axes.scatter([], [], color=colours[run], label=run)
+        axes.scatter([], [], color=colours[run], label=_plain(run))
     axes.set_xscale("log")
     # plain numbers: "300" reads better than "3x10^2" for KiB or milliseconds
     axes.xaxis.set_major_formatter(ScalarFormatter())
@@ -86,11 +92,11 @@ def confusion(matrix: Sequence[Sequence[int]], labels: Sequence[str], title: str
     axes = figure.add_subplot()
     image = axes.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
     figure.colorbar(image, ax=axes, fraction=0.046, label="share of true class")
-    axes.set_xticks(range(n), labels, rotation=45, ha="right", fontsize=8)
-    axes.set_yticks(range(n), labels, fontsize=8)
+    axes.set_xticks(range(n), [_plain(x) for x in labels], rotation=45, ha="right", fontsize=8)
+    axes.set_yticks(range(n), [_plain(x) for x in labels], fontsize=8)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true")
-    axes.set_title(title, fontsize=9)
+    axes.set_title(_plain(title), fontsize=9)
     for i in range(n):
         for j in range(n):
             if counts[i, j]:
@@ -107,8 +113,8 @@ def per_class_f1(entries: Sequence[dict], labels: Sequence[str]) -> str:
     height = 0.8 / n_art
     for a, entry in enumerate(entries):
         positions = np.arange(n_cls) + (a - (n_art - 1) / 2) * height
-        axes.barh(positions, entry["metrics"]["per_class"]["f1"], height=height, label=f"{entry['run']} · {kind_label(entry)}")
-    axes.set_yticks(range(n_cls), labels)
+        axes.barh(positions, entry["metrics"]["per_class"]["f1"], height=height, label=_plain(f"{entry['run']} · {kind_label(entry)}"))
+    axes.set_yticks(range(n_cls), [_plain(x) for x in labels])
     axes.invert_yaxis()
     axes.set_xlim(0, 1)
     axes.set_xlabel("F1")
