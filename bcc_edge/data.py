@@ -200,6 +200,77 @@ def _select_classes(rows, classes):
     return [row for row in rows if row[1] in wanted]
 
 
+# ----------------------------------------------------------------------------- evaluation images
+
+EVAL_SPLITS = ("val", "train", "all")
+
+
+@dataclass
+class EvalImages:
+    records: list[Record]  # .index is the position in the models' labels
+    selection: str  # one sentence saying which images these are
+    notes: list[str] = field(default_factory=list)
+
+
+def evaluation_images(data: str | os.PathLike | None, split: str, runs: Sequence[Any], labels: Sequence[str]) -> EvalImages:
+    """The labelled images `verify` and `report` evaluate on, in the models' label order:
+
+    - no `data`, or the folder the runs were trained on (its root or its images/ folder): the
+      runs' saved `split`, so "val" really is the images no model trained on (several runs
+      with different splits: only the images in the split of every one of them);
+    - another dataset with a splits.csv: its own `split`;
+    - another plain ImageFolder: all of its images (there is no split to honour; a note says so).
+    `split` is val, train or all (both). `runs` are RunDirs. BccError when no image is left,
+    or when the images hold classes the models do not know.
+    """
+    if split not in EVAL_SPLITS:
+        raise BccError(f"--split must be one of {', '.join(EVAL_SPLITS)}; got {split!r}")
+    if data is None:
+        if not runs:
+            raise BccError("no data to evaluate on: give --data")
+        chosen = _from_runs(runs, split)
+    else:
+        data = Path(data).expanduser()
+        if not data.is_dir():
+            raise BccError(f"data folder not found: {data}")
+        roots = {data.resolve(), (data / "images").resolve()}
+        trained_here = [run for run in runs if run.data_root.resolve() in roots]
+        chosen = _from_runs(trained_here, split) if trained_here else _from_folder(data, split)
+    chosen.records = relabel(chosen.records, labels, data or runs[0].data_root)
+    if not chosen.records:
+        raise BccError(f"no images to evaluate: {chosen.selection} is empty")
+    missing = sorted(set(labels) - {r.label for r in chosen.records})
+    if missing:
+        chosen.notes.append(f"no images of class(es) {', '.join(missing)}: their recall is 0 and they are left out of balanced accuracy")
+    return chosen
+
+
+def _of_split(by_split: dict[str, list[Record]], split: str) -> list[Record]:
+    return by_split["train"] + by_split["val"] if split == "all" else by_split[split]
+
+
+def _from_runs(runs: Sequence[Any], split: str) -> EvalImages:
+    per_run = [_of_split({s: run.records(s) for s in ("train", "val")}, split) for run in runs]
+    common = set.intersection(*({r.path for r in records} for records in per_run))
+    records = [r for r in per_run[0] if r.path in common]
+    if len(runs) == 1:
+        return EvalImages(records, f"the '{split}' images of the run's saved split ({runs[0].path / SPLITS_FILE})")
+    notes = []
+    if any(len(r) != len(records) for r in per_run):
+        notes.append(f"the runs' '{split}' splits differ: only the {len(records)} images in all of them are used, so no model is scored on images it trained on")
+    return EvalImages(records, f"the '{split}' images shared by the saved splits of runs {', '.join(str(r.path) for r in runs)}", notes)
+
+
+def _from_folder(data: Path, split: str) -> EvalImages:
+    index = discover(data)
+    if index.split_source == SPLITS_FILE:
+        return EvalImages(_of_split({"train": index.train, "val": index.val}, split), f"the '{split}' images of {data / SPLITS_FILE}")
+    chosen = EvalImages(index.train + index.val, f"all images of {data} (no splits.csv, and no run was trained on it)")
+    if split != "all":
+        chosen.notes.append(f"--split {split} ignored: {data} has no splits.csv and no compared run was trained on it")
+    return chosen
+
+
 def relabel(records: Sequence[Record], labels: Sequence[str], source: str | os.PathLike) -> list[Record]:
     """`records` with `.index` set to each label's position in a model's `labels` (a dataset
     other than the training one may list its classes in another order); a class the model

@@ -19,10 +19,35 @@ config.json stores (nanoGPT style); `describe` gives parameters and FLOPs for `b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
 
 from bcc_edge.errors import BccError
+
+
+# Training defaults (TrainConfig fields) of a model; a field left at None takes its recipe's.
+SEED_RECIPE = MappingProxyType({
+    # The seed projects: Adam at its default rate, constant, plain cross-entropy, batch 16.
+    "batch_size": 16,
+    "optimizer": "adam",
+    "lr": 1e-3,
+    "schedule": "constant",
+    "warmup_epochs": 0.0,
+    "weight_decay": 0.0,
+    "label_smoothing": 0.0,
+})
+EDGE_RECIPE = MappingProxyType({
+    # Measured on PBC (2 CPU cores): AdamW, short warm-up, cosine to zero (val accuracy swings
+    # at high learning rates with BatchNorm), label smoothing; batch 64 keeps the CPU busy.
+    "batch_size": 64,
+    "optimizer": "adamw",
+    "lr": 2e-3,
+    "schedule": "cosine",
+    "warmup_epochs": 2.0,
+    "weight_decay": 0.05,
+    "label_smoothing": 0.1,
+})
 
 
 @dataclass(frozen=True)
@@ -33,6 +58,7 @@ class ModelInfo:
     augment: str  # default augmentation preset (bcc_edge.augment.PRESETS)
     summary: str
     builder: Callable[..., Any]
+    recipe: Mapping[str, Any] = field(default_factory=lambda: SEED_RECIPE)  # read-only, shared
 
 
 def _layers():
@@ -213,7 +239,7 @@ REGISTRY: dict[str, ModelInfo] = {
         ModelInfo("seed004-m2", "seed004", 128, "none", "M2: 4 conv x 64 + Dense 256", seed004_m2),
         ModelInfo("seed004-m3", "seed004", 128, "none", "M3: 4 conv x 32 + Dense 64", seed004_m3),
         ModelInfo("seed004-m4", "seed004", 128, "none", "M4: VGG style, 3 blocks of 2 convs (32/64/128)", seed004_m4),
-        ModelInfo("bcc-small", "ours", 128, "dihedral-color", "edge model: 9 depthwise-separable blocks, <1 MB INT8", bcc_small),
+        ModelInfo("bcc-small", "ours", 128, "dihedral-color", "edge model: 9 depthwise-separable blocks, <1 MB INT8", bcc_small, EDGE_RECIPE),
     )
 }
 DEFAULT_MODEL = "seed000-enhanced"

@@ -38,30 +38,6 @@ from bcc_edge.preprocess import INTERPOLATIONS, PreprocessSpec
 from bcc_edge.progress import ProgressBar, format_duration
 from bcc_edge.rundir import RunDir
 
-# Training defaults that depend on the model; a TrainConfig field left at None takes these.
-SEED_RECIPE = {
-    # The seed projects: Adam at its default rate, constant, plain cross-entropy, batch 16.
-    "batch_size": 16,
-    "optimizer": "adam",
-    "lr": 1e-3,
-    "schedule": "constant",
-    "warmup_epochs": 0.0,
-    "weight_decay": 0.0,
-    "label_smoothing": 0.0,
-}
-RECIPES = {
-    # Measured on PBC (2 CPU cores): AdamW, short warm-up, cosine to zero (val accuracy swings
-    # at high learning rates with BatchNorm), label smoothing; batch 64 keeps the CPU busy.
-    "bcc-small": {
-        "batch_size": 64,
-        "optimizer": "adamw",
-        "lr": 2e-3,
-        "schedule": "cosine",
-        "warmup_epochs": 2.0,
-        "weight_decay": 0.05,
-        "label_smoothing": 0.1,
-    },
-}
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
 CLASS_WEIGHTS = ("none", "balanced")
@@ -72,7 +48,7 @@ RESUMABLE = ("epochs", "patience", "time_limit", "strategy", "mixed_precision", 
 
 @dataclass
 class TrainConfig:
-    """Everything a run depends on. None means "the model's recipe default" (RECIPES)."""
+    """Everything a run depends on. None means "the model's recipe default" (models.ModelInfo.recipe)."""
 
     data: str
     out: str
@@ -106,7 +82,7 @@ class TrainConfig:
     def resolved(self) -> "TrainConfig":
         """A copy with every None default filled in from the model's recipe, validated."""
         info = models.get(self.model)
-        recipe = RECIPES.get(self.model, SEED_RECIPE)
+        recipe = info.recipe
         filled = {k: (recipe[k] if getattr(self, k) is None and k in recipe else getattr(self, k)) for k in _fields()}
         if filled["image_size"] is None:
             filled["image_size"] = info.input_size
@@ -472,16 +448,11 @@ def _fit(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime, log, progress) -
     if steps == 0:
         raise BccError(f"--batch-size {global_batch} is larger than the {n_train} training images")
 
-    run = RunDir(out) if out.is_dir() else None  # a worker of a new run may have no folder
-    state = (run and run.state) or {"epoch": 0, "step_in_epoch": 0, "best": None, "wait": 0, "train_seconds": 0.0}
-    if state.get("stopped_early"):
-        log(f"early stopping ended this run at epoch {state['epoch']}; continuing with the patience counter reset")
-        state["wait"] = 0
-    start_epoch, skip = state["epoch"], state["step_in_epoch"]
+    book = _Bookkeeping(out, cfg, _Saver(out, runtime), log)
+    start_epoch, skip = book.state["epoch"], book.state["step_in_epoch"]
     if start_epoch >= cfg.epochs:
         log(f"run already trained {start_epoch} epoch(s); nothing to do (ask for more with --epochs)")
         return RunDir(out)
-    history = [row for row in (run.history() if run else []) if row["epoch"] <= start_epoch]
 
     model, optimizer = _build_or_restore(out, cfg, arrays, runtime)
     num_classes = len(arrays.labels)
@@ -491,10 +462,9 @@ def _fit(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime, log, progress) -
     evaluate = _evaluator(model, arrays, cfg.label_smoothing)
     meet_onednn_uint8_note()
     iterator = iter(_train_dataset(arrays, cfg, runtime, steps, start_epoch, skip))
-    saver = _Saver(out, runtime)
     total_steps = cfg.epochs * steps
     limit_s = cfg.time_limit * 60 if cfg.time_limit else None
-    if not state["epoch"] and not skip:
+    if not start_epoch and not skip:
         log(
             f"training {cfg.model} ({model.count_params():,} parameters) at {cfg.image_size}px for {cfg.epochs} epochs, "
             f"{steps} steps of {global_batch}; {runtime.kind} strategy x{runtime.replicas}"
@@ -502,11 +472,6 @@ def _fit(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime, log, progress) -
             + (", mixed precision" if runtime.mixed_precision else "")
             + (", XLA" if runtime.xla else "")
         )
-
-    def checkpoint(epoch: int, step_in_epoch: int, **flags) -> None:
-        saver.save(model, rundir.LAST_CHECKPOINT)
-        state.update(epoch=epoch, step_in_epoch=step_in_epoch, epochs=cfg.epochs, **flags)
-        saver.write_json(rundir.STATE, state)
 
     epoch, step_in_epoch = start_epoch, skip
     bar = started = None
@@ -522,7 +487,7 @@ def _fit(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime, log, progress) -
             while step_in_epoch < steps:
                 stop.check()
                 global_step = epoch * steps + step_in_epoch
-                fraction = (state["train_seconds"] + time.perf_counter() - started) / limit_s if limit_s else 0.0
+                fraction = (book.state["train_seconds"] + time.perf_counter() - started) / limit_s if limit_s else 0.0
                 lr = learning_rate(cfg, global_step, total_steps, steps, fraction)
                 optimizer.learning_rate = lr
                 batch_loss, batch_correct = step_fn(iterator)
@@ -533,60 +498,86 @@ def _fit(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime, log, progress) -
                 bar.update(postfix=f"loss {float(loss_sum) / seen:.4f} acc {float(correct) / seen:.4f}" if bar.due() else None)
             seconds = time.perf_counter() - started
             bar.close()
-            val_loss, val_acc = evaluate()
             epoch += 1
             step_in_epoch = 0
-            state["train_seconds"] += time.perf_counter() - started
+            book.state["train_seconds"] += time.perf_counter() - started
             started = None
             row = {
                 "epoch": epoch,
                 # NaN when an interruption came between the last batch and the evaluation
                 "loss": float(loss_sum) / seen if seen else math.nan,
                 "accuracy": float(correct) / seen if seen else math.nan,
-                "val_loss": val_loss,
-                "val_accuracy": val_acc,
+                **dict(zip(("val_loss", "val_accuracy"), evaluate())),
                 "lr": lr,
                 "seconds": seconds,
                 "images_per_second": seen / seconds,
             }
-            history.append(row)
-            best = state["best"]
-            improved = best is None or val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"])
-            if improved:
-                state["best"] = {"accuracy": val_acc, "loss": val_loss, "epoch": epoch}
-                state["wait"] = 0
-                saver.save(_inference_copy(model, cfg, num_classes), rundir.BEST)
-                saver.write_json(rundir.VAL_METRICS, state["best"])
-            else:
-                state["wait"] += 1
-            saver.write_history(history)
-            stop_early = bool(cfg.patience) and state["wait"] >= cfg.patience
-            out_of_time = limit_s is not None and state["train_seconds"] + seconds > limit_s
-            checkpoint(epoch, 0, stopped_early=stop_early, interrupted=False)
-            log(
-                f"epoch {epoch}/{cfg.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
-                f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  lr {row['lr']:.2e}  "
-                f"{row['images_per_second']:.0f} img/s  {format_duration(seconds)}" + ("  *best*" if improved else "")
-            )
-            if stop_early:
-                log(f"early stopping: no val accuracy gain for {cfg.patience} epochs; best epoch {state['best']['epoch']}")
-                break
-            if out_of_time and epoch < cfg.epochs:
-                log(f"time limit of {cfg.time_limit:g} min reached after epoch {epoch}")
+            if book.end_epoch(row, model, lambda: _inference_copy(model, cfg, num_classes), limit_s):
                 break
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
         if started is not None:  # the unfinished epoch's time counts towards --time-limit
-            state["train_seconds"] += time.perf_counter() - started
-        checkpoint(epoch, step_in_epoch, interrupted=True)
+            book.state["train_seconds"] += time.perf_counter() - started
+        book.checkpoint(model, epoch, step_in_epoch, interrupted=True)
         log(f"interrupted: checkpoint saved at epoch {epoch} + {step_in_epoch} steps; continue with: bcc-edge train --resume {out}")
         raise
     finally:
         stop.restore()
-    best = state["best"]
+    best = book.state["best"]
     log(f"best val accuracy {best['accuracy']:.4f} (epoch {best['epoch']}); model: {out / rundir.BEST}")
     return RunDir(out) if out.is_dir() else None
+
+
+class _Bookkeeping:
+    """What the end of an epoch records and decides: the history, the best model so far, early
+    stopping, the time limit, and the resume point (checkpoints/state.json + last.keras)."""
+
+    def __init__(self, out: Path, cfg: TrainConfig, saver: "_Saver", log):
+        run = RunDir(out) if out.is_dir() else None  # a worker of a new run may have no folder
+        self.cfg, self.saver, self.log = cfg, saver, log
+        self.state = (run and run.state) or {"epoch": 0, "step_in_epoch": 0, "best": None, "wait": 0, "train_seconds": 0.0}
+        if self.state.get("stopped_early"):
+            log(f"early stopping ended this run at epoch {self.state['epoch']}; continuing with the patience counter reset")
+            self.state["wait"] = 0
+        self.history = [row for row in (run.history() if run else []) if row["epoch"] <= self.state["epoch"]]
+
+    def end_epoch(self, row: dict, model, inference_copy, limit_s: float | None) -> bool:
+        """Record a finished epoch (`row` of history.csv); True when training should stop."""
+        cfg, state, epoch = self.cfg, self.state, row["epoch"]
+        self.history.append(row)
+        best = state["best"]
+        val_acc, val_loss = row["val_accuracy"], row["val_loss"]
+        improved = best is None or val_acc > best["accuracy"] or (val_acc == best["accuracy"] and val_loss < best["loss"])
+        if improved:
+            state["best"] = {"accuracy": val_acc, "loss": val_loss, "epoch": epoch}
+            state["wait"] = 0
+            self.saver.save(inference_copy(), rundir.BEST)
+            self.saver.write_json(rundir.VAL_METRICS, state["best"])
+        else:
+            state["wait"] += 1
+        self.saver.write_history(self.history)
+        stop_early = bool(cfg.patience) and state["wait"] >= cfg.patience
+        # Stop when one more epoch like this one would overrun the limit.
+        out_of_time = limit_s is not None and state["train_seconds"] + row["seconds"] > limit_s
+        self.checkpoint(model, epoch, 0, stopped_early=stop_early, interrupted=False)
+        self.log(
+            f"epoch {epoch}/{cfg.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
+            f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  lr {row['lr']:.2e}  "
+            f"{row['images_per_second']:.0f} img/s  {format_duration(row['seconds'])}" + ("  *best*" if improved else "")
+        )
+        if stop_early:
+            self.log(f"early stopping: no val accuracy gain for {cfg.patience} epochs; best epoch {state['best']['epoch']}")
+            return True
+        if out_of_time and epoch < cfg.epochs:
+            self.log(f"time limit of {cfg.time_limit:g} min reached after epoch {epoch}")
+            return True
+        return False
+
+    def checkpoint(self, model, epoch: int, step_in_epoch: int, **flags) -> None:
+        self.saver.save(model, rundir.LAST_CHECKPOINT)
+        self.state.update(epoch=epoch, step_in_epoch=step_in_epoch, epochs=self.cfg.epochs, **flags)
+        self.saver.write_json(rundir.STATE, self.state)
 
 
 class _StopRequest:

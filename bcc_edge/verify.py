@@ -1,11 +1,7 @@
 """`bcc-edge verify`: run every artifact of an export and the Keras float model on the same
 labelled images and check that the INT8 artifacts still agree with the float model.
 
-Which images (`evaluation_records`):
-- no `data`: the run's own `split` (what training validated on);
-- a dataset with splits.csv: its rows of `split`;
-- an ImageFolder: the run's saved `split` when it is the folder the run trained on (so val
-  images stay val images), else every image in it (a fresh, unseen set).
+Which images: `data.evaluation_images` (the rule `report` follows too).
 """
 
 from __future__ import annotations
@@ -19,7 +15,6 @@ from bcc_edge.errors import BccError
 from bcc_edge.evaluate import Result, evaluate
 from bcc_edge.export import manifest as _manifest
 from bcc_edge.export.selfcheck import FLOAT_TOLERANCE
-from bcc_edge.data import Record
 from bcc_edge.rundir import RunDir
 
 FLOAT_NAME = "keras (float)"
@@ -77,26 +72,6 @@ class VerifyReport:
         }
 
 
-def evaluation_records(run: RunDir, data: str | os.PathLike | None, split: str) -> tuple[list[Record], str]:
-    """The labelled images to verify on (module docstring), indexed by the run's labels."""
-    if split not in ("train", "val"):
-        raise BccError(f"--split must be train or val (got {split!r})")
-    if data is None:
-        return run.records(split), f"{split} split of the run ({run.data_root})"
-    data = Path(data).expanduser()
-    if not data.is_dir():
-        raise BccError(f"data folder not found: {data}")
-    has_splits = (data / _data.SPLITS_FILE).is_file()
-    if not has_splits and data.resolve() == run.data_root.resolve():
-        return run.records(split), f"{split} split of the run ({data})"
-    index = _data.discover(data, seed=int(run.config.get("seed", 0)))
-    if has_splits:
-        found, source = getattr(index, split), f"{split} rows of {data / _data.SPLITS_FILE}"
-    else:
-        found, source = index.train + index.val, f"all images of {data}"
-    return _data.relabel(found, run.labels, data), source
-
-
 def verify_export(
     export_dir: str | os.PathLike,
     data: str | os.PathLike | None = None,
@@ -113,9 +88,8 @@ def verify_export(
     export_dir = Path(export_dir)
     manifest = _manifest.read(export_dir)
     run = _run_of(manifest, run_dir)
-    records, source = evaluation_records(run, data, split)
-    if not records:
-        raise BccError(f"no images to verify on ({source})")
+    chosen = _data.evaluation_images(data, split, [run], run.labels)
+    records, source = chosen.records, chosen.selection
     images, y_true, bad = _data.load_arrays(records, run.spec, run.config.get("cache_dir"), use_cache=bool(run.config.get("use_cache", True)))
     if len(images) == 0:
         raise BccError(f"none of the {len(records)} images could be read ({source})")

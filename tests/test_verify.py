@@ -15,6 +15,7 @@ from bcc_edge import verify
 from bcc_edge.cli import app
 from bcc_edge.errors import BccError
 from bcc_edge.evaluate import Result
+from bcc_edge.data import evaluation_images
 from bcc_edge.rundir import RunDir
 from bcc_edge.synthetic import write_image_folder
 
@@ -24,7 +25,7 @@ ARTIFACTS = ["model_float.tflite", "model_int8.tflite", "model_float.onnx", "mod
 def test_verify_runs_every_artifact_on_the_runs_val_split(tiny_export, tiny_run, synthetic_data):
     report = verify.verify_export(tiny_export, synthetic_data)
     run = RunDir(tiny_run)
-    assert report.count == len(run.records("val")) and "val split of the run" in report.source
+    assert report.count == len(run.records("val")) and "'val' images of the run's saved split" in report.source
     assert [a.file for a in report.artifacts] == ARTIFACTS
     for a in report.artifacts:
         assert 0.0 <= a.result.accuracy <= 1.0 and a.bytes == (tiny_export / a.file).stat().st_size
@@ -88,15 +89,17 @@ def test_thresholds_are_checked():
 
 def test_records_default_and_same_root_use_the_runs_split(tiny_run, synthetic_data):
     run = RunDir(tiny_run)
-    assert verify.evaluation_records(run, None, "val")[0] == run.records("val")
-    assert verify.evaluation_records(run, synthetic_data, "train")[0] == run.records("train")
+    assert evaluation_images(None, "val", [run], run.labels).records == run.records("val")
+    assert evaluation_images(synthetic_data, "train", [run], run.labels).records == run.records("train")
+    assert evaluation_images(synthetic_data, "all", [run], run.labels).records == run.records("train") + run.records("val")
 
 
 def test_records_of_another_image_folder_are_all_its_images(tiny_run, synthetic_data, tmp_path):
     other = Path(shutil.copytree(synthetic_data, tmp_path / "other"))
-    records, source = verify.evaluation_records(RunDir(tiny_run), other, "val")
-    assert len(records) == len(list(other.glob("*/*.jpg"))) and source.startswith("all images")
     run = RunDir(tiny_run)
+    chosen = evaluation_images(other, "val", [run], run.labels)
+    records = chosen.records
+    assert len(records) == len(list(other.glob("*/*.jpg"))) and chosen.selection.startswith("all images")
     assert all(run.labels[r.index] == r.label for r in records)
 
 
@@ -105,17 +108,18 @@ def test_records_of_a_splits_csv_dataset_follow_its_split(tiny_run, synthetic_da
     files = sorted(data.glob("*/*.jpg"))
     rows = [f"{f.relative_to(data).as_posix()},{f.parent.name},{'val' if i % 4 == 0 else 'train'}" for i, f in enumerate(files)]
     (data / "splits.csv").write_text("path,label,split\n" + "\n".join(rows) + "\n")
-    records, _ = verify.evaluation_records(RunDir(tiny_run), data, "val")
+    records = evaluation_images(data, "val", [RunDir(tiny_run)], RunDir(tiny_run).labels).records
     assert sorted(Path(r.path).name for r in records) == sorted(f.name for i, f in enumerate(files) if i % 4 == 0)
 
 
 def test_records_refuse_unknown_classes_and_splits(tiny_run, synthetic_data, tmp_path):
     data = Path(shutil.copytree(synthetic_data, tmp_path / "ds"))
     write_image_folder(data, 3, classes=("neutrophil",), seed=5)  # not one of the run's classes
+    run = RunDir(tiny_run)
     with pytest.raises(BccError, match="classes the model does not know: neutrophil"):
-        verify.evaluation_records(RunDir(tiny_run), data, "val")
-    with pytest.raises(BccError, match="--split must be train or val"):
-        verify.evaluation_records(RunDir(tiny_run), None, "test")
+        evaluation_images(data, "val", [run], run.labels)
+    with pytest.raises(BccError, match="--split must be one of val, train, all"):
+        evaluation_images(None, "test", [run], run.labels)
 
 
 # ----------------------------------------------------------------------------- bad exports

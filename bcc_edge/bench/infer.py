@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from bcc_edge import jpeg
-from bcc_edge.errors import BccError
+from bcc_edge.errors import BccError, positive_int
 from bcc_edge.infer import describe, expand_inputs
 from bcc_edge.runtime import EdgeClassifier, iter_predictions
 
@@ -49,9 +49,7 @@ def run_bench(
     `seconds`: about how long each throughput contender runs.
     """
     log = log or (lambda message: None)
-    thread_counts = sorted({1, *([threads] if isinstance(threads, int) else threads)})
-    if thread_counts[0] < 1:
-        raise BccError(f"threads must be positive integers; got {threads}")
+    thread_counts = sorted({1, *(positive_int("threads", n) for n in ([threads] if isinstance(threads, int) else threads))})
     with ExitStack() as stack:
         if images is None:
             from bcc_edge.synthetic import write_image_folder

@@ -7,7 +7,6 @@ from typing import List, Optional
 
 import typer
 
-from bcc_edge.calib import DEFAULT_PER_CLASS
 from bcc_edge.commands._common import user_errors
 
 
@@ -20,15 +19,15 @@ def export_command(
     run_dir: Path = typer.Argument(..., help="Training run directory (from `bcc-edge train`)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Export directory to create (default: RUN_DIR/export)."),
     int8: bool = typer.Option(False, "--int8", help="Also write INT8 models (QAT by default; see --ptq)."),
-    io: str = typer.Option("int8", "--io", help="Input/output type of the INT8 TFLite model: int8, uint8 or float32."),
+    io: Optional[str] = typer.Option(None, "--io", help="Input/output type of the INT8 TFLite model: int8, uint8 or float32 [default: int8]."),
     formats: Optional[List[str]] = typer.Option(None, "--format", "-f", help="Only these formats, repeated or comma-separated: tflite, onnx (default: both)."),
-    qat_epochs: int = typer.Option(2, "--qat-epochs", help="Quantization-aware fine-tuning epochs on the run's train split."),
-    qat_lr: float = typer.Option(1e-4, "--qat-lr", help="Peak QAT learning rate (cosine decay to 0)."),
+    qat_epochs: Optional[int] = typer.Option(None, "--qat-epochs", help="Quantization-aware fine-tuning epochs on the run's train split [default: 2]."),
+    qat_lr: Optional[float] = typer.Option(None, "--qat-lr", help="Peak QAT learning rate, cosine decay to 0 [default: 0.0001]."),
     ptq: bool = typer.Option(False, "--ptq", help="Post-training quantisation instead of QAT (faster, usually slightly less accurate)."),
     calib: Optional[Path] = typer.Option(None, "--calib", help="Calibration manifest (bcc-edge calib make) (default: drawn from the run's train split)."),
     calib_root: Optional[Path] = typer.Option(None, "--calib-root", help="Data root the --calib paths are relative to (default: the run's data root)."),
-    calib_per_class: int = typer.Option(DEFAULT_PER_CLASS, "--calib-per-class", help="Images per class in the default calibration set."),
-    seed: int = typer.Option(0, "--seed", help="Seed for QAT and the default calibration sample."),
+    calib_per_class: Optional[int] = typer.Option(None, "--calib-per-class", help="Images per class in the default calibration set [default: 32]."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for QAT and the default calibration sample [default: 0]."),
     force: bool = typer.Option(False, "--force", help="Replace an existing export directory."),
 ) -> None:
     """Write model_float.tflite, model_float.onnx (+ model_int8.* with --int8), calibration.csv
@@ -36,19 +35,20 @@ def export_command(
     built beside --out and moved into place only after a self-check against the float model."""
     from bcc_edge.export import ExportOptions, export_run
 
-    options = ExportOptions(
-        int8=int8,
-        io=io,
-        formats=tuple(f.strip() for value in formats for f in value.split(",") if f.strip()) if formats else None,
-        qat_epochs=qat_epochs,
-        ptq=ptq,
-        qat_lr=qat_lr,
-        calib=str(calib) if calib else None,
-        calib_root=str(calib_root) if calib_root else None,
-        calib_per_class=calib_per_class,
-        force=force,
-        seed=seed,
-    )
+    given = {
+        "int8": int8,
+        "io": io,
+        "formats": tuple(f.strip() for value in formats for f in value.split(",") if f.strip()) if formats else None,
+        "qat_epochs": qat_epochs,
+        "ptq": ptq,
+        "qat_lr": qat_lr,
+        "calib": str(calib) if calib else None,
+        "calib_root": str(calib_root) if calib_root else None,
+        "calib_per_class": calib_per_class,
+        "force": force,
+        "seed": seed,
+    }
+    options = ExportOptions(**{k: v for k, v in given.items() if v is not None})
     result = export_run(run_dir, out if out is not None else run_dir / "export", options, log=_log)
     for entry in result.manifest["artifacts"]:
         typer.echo(f"{result.out / entry['file']}  {entry['precision']:<7}  {entry['bytes'] / 1024:8.1f} KiB")

@@ -14,7 +14,7 @@ from bcc_edge.commands._common import user_errors
 def verify_command(
     export_dir: Path = typer.Argument(..., help="Export directory (from `bcc-edge export`)."),
     data: Optional[Path] = typer.Option(None, "--data", help="ImageFolder or splits.csv dataset (default: the run's own data)."),
-    split: str = typer.Option("val", "--split", help="Split to use (train or val) where the data has splits."),
+    split: str = typer.Option("val", "--split", help="val, train or all. A run's own split is used when --data is the folder it was trained on (or is left out)."),
     min_agreement: float = typer.Option(98.0, "--min-agreement", help="Fail when an INT8 artifact agrees with float on fewer than this percent of images."),
     max_accuracy_drop: float = typer.Option(1.0, "--max-accuracy-drop", help="Fail when an INT8 artifact loses more than this many accuracy points."),
     run_dir: Optional[Path] = typer.Option(None, "--run", help="The training run (default: the one named in manifest.json)."),

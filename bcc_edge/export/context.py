@@ -12,7 +12,7 @@ import numpy as np
 
 from bcc_edge import __version__
 from bcc_edge import calib as _calib
-from bcc_edge.errors import BccError
+from bcc_edge.errors import BccError, first_line
 from bcc_edge.metadata import FORMAT_VERSION
 from bcc_edge.rundir import RunDir
 
@@ -63,7 +63,7 @@ class ExportContext:
         try:
             return self.run.load_best_model()
         except (OSError, ValueError, TypeError) as exc:  # what tf_keras raises for damaged files
-            raise BccError(f"cannot load the float model {self.run.best_model_path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+            raise BccError(f"cannot load the float model {self.run.best_model_path}: {first_line(exc)}") from None
 
     @functools.cached_property
     def calibration(self) -> _calib.CalibrationSet:

@@ -11,10 +11,9 @@ import numpy as np
 
 from bcc_edge import __version__, evaluate
 from bcc_edge import data as data_mod
-from bcc_edge.errors import BccError
+from bcc_edge.errors import BccError, first_line
 from bcc_edge.report.collect import Artifact, Group, collect
 from bcc_edge.report.gallery import worst_errors
-from bcc_edge.report.images import select_images
 from bcc_edge.report.pareto import pareto_front
 
 FORMAT_VERSION = 1
@@ -51,9 +50,7 @@ class _Slot:
 def _describe_failure(exc: Exception) -> str:
     """One line: a BccError already speaks to the user; anything else (a backend refusing a
     corrupt file) gets its type, since its message alone may be cryptic."""
-    lines = str(exc).strip().splitlines()
-    message = lines[0] if lines else ""
-    return message if isinstance(exc, BccError) else f"{type(exc).__name__}: {message}"
+    return first_line(exc) if isinstance(exc, BccError) else f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _load(slot: _Slot) -> None:
@@ -171,7 +168,7 @@ def build_report(paths: Sequence[str], data: str, options: ReportOptions = Repor
     for slot in slots:
         _load(slot)
     labels = _common_labels(groups, slots)
-    chosen = select_images(data, options.split, [g.run for g in groups if g.run is not None], labels)
+    chosen = data_mod.evaluation_images(data, options.split, [g.run for g in groups if g.run is not None], labels)
     notes += chosen.notes
     y_true, image_paths, skipped = _predict(slots, chosen.records, log)
     if skipped:

@@ -1,0 +1,43 @@
+"""Command-line defaults a help text states are the library's own: commands leave unset options
+to the library, so a default lives in one place and the help must not drift from it."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import re
+
+import pytest
+
+from bcc_edge.commands import export as export_command
+from bcc_edge.export import ExportOptions
+
+
+def stated_defaults(command) -> dict[str, str]:
+    """Parameter name -> the '[default: X]' its help states, for options left unset (None)."""
+    stated = {}
+    for name, parameter in inspect.signature(command).parameters.items():
+        info = parameter.default
+        match = re.search(r"\[default: ([^\]]+)\]", getattr(info, "help", "") or "")
+        if match and info.default is None:
+            stated[name] = match.group(1)
+    return stated
+
+
+def test_export_help_states_the_export_options_defaults():
+    stated = stated_defaults(export_command.export_command)
+    defaults = {f.name: f.default for f in dataclasses.fields(ExportOptions)}
+    assert set(stated) == {"io", "qat_epochs", "qat_lr", "calib_per_class", "seed"}
+    for name, text in stated.items():
+        assert text == str(defaults[name]), name
+
+
+@pytest.mark.parametrize("command", ["infer", "export", "verify", "bench"])
+def test_no_command_module_loads_training_code_at_import(command):
+    import subprocess
+    import sys
+
+    code = f"import sys, bcc_edge.commands.{command}; print(sorted(m for m in sys.modules if m.startswith('bcc_edge.')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    for heavy in ("bcc_edge.data", "bcc_edge.calib", "bcc_edge.train", "bcc_edge.export", "bcc_edge._tf"):
+        assert f"'{heavy}'" not in loaded and f"'{heavy}." not in loaded, (command, heavy)
