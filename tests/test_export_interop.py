@@ -1,6 +1,7 @@
 """What lets clients other than bcc-edge use the exported artifacts: standard TFLite Metadata
-in every TFLite file, the uint8 model that takes raw RGB bytes, and the float TFLite model with
-its normalisation inside."""
+in every TFLite file, the uint8 model that takes raw RGB bytes, the float TFLite model with its
+normalisation inside, and the ONNX fields generic tools show. MediaPipe itself loading them is
+tests/test_mediapipe.py (slow tier: it needs a venv of its own)."""
 
 from __future__ import annotations
 
@@ -105,6 +106,24 @@ def test_normalisation_layer_computes_what_the_spec_table_does(tiny_run):
     reference = model.predict(spec.apply_batch(images), verbose=0)
     np.testing.assert_allclose(wrapped.predict(images.astype(np.float32), verbose=0), reference, atol=1e-5)
     assert len(wrapped.weights) == len(model.weights) + 2  # every original weight carried over, plus kernel and bias
+
+
+@pytest.mark.parametrize("name", ["model_float.onnx", "model_int8.onnx"])
+def test_onnx_carries_the_fields_generic_tools_show(tiny_export, tiny_run, name):
+    import onnx
+
+    from bcc_edge.export.onnx import MODEL_VERSION
+
+    run = RunDir(tiny_run)
+    model = onnx.load(str(tiny_export / name))
+    props = {p.key: p.value for p in model.metadata_props}
+    assert json.loads(props["labels"]) == run.labels
+    h, w = run.spec.size
+    assert f"{w}x{h}" in props["preprocessing"] and str(list(run.spec.mean)) in props["preprocessing"]
+    assert props["license"] == PBC_LICENCE and props["citation"] == PBC_CITATION and props["author"] == AUTHOR
+    assert run.fingerprint[:12] in props["version"]
+    assert PBC_CITATION in model.doc_string and model.model_version == MODEL_VERSION > 0
+    assert json.loads(props[metadata.KEY])["labels"] == run.labels  # bcc-edge's own entry beside them
 
 
 def test_the_pbc_citation_has_one_home():
