@@ -5,6 +5,23 @@ The float and the uint8 model carry the normalisation as their first layer
 (`export.normalize`): any LiteRT client can feed them pixels 0..255, MediaPipe Tasks
 included (it refuses int8 inputs and per-channel normalisation). Every artifact carries the
 `bcc_edge` entry and, written after it, the standard TFLite Metadata (`standard_metadata`).
+
+Why two INT8 files rather than one: bcc-edge's preprocessing kernel normalises and quantises
+in the same table lookup as resizing, so for bcc-edge the int8 input costs nothing, while the
+uint8 model runs three more ops (uint8 -> int8 QUANTIZE, the normalisation convolution, the
+output QUANTIZE). Measured on PBC val (1,707 images; a bcc-small run at epoch 17, QAT 1 epoch
+each; 2-core x86-64 with a training job beside it, 1 thread, single-image invokes, best of 15
+interleaved rounds):
+
+                                              val accuracy   invoke ms/image
+    model_int8.tflite   normalised int8 input      97.77%        0.368
+    model_uint8.tflite  raw bytes, own QAT         97.66%        0.427  (x1.16)
+    raw bytes, QAT weights + TFLite PTQ            96.95%
+
+Same accuracy (2 images apart; with PTQ, 99.88% and 99.94% agreement with float), 16% more
+invoke time (19% in a PTQ pair, 32% for a 64 px half-width model). The uint8 model needs its
+own QAT: quantising the QAT-fine-tuned weights after the fact, as the ONNX path does, lost
+0.8 points, so `--int8` fine-tunes twice.
 """
 
 from __future__ import annotations
