@@ -134,7 +134,7 @@ def test_a_broken_artifact_is_refused(tiny_run, tmp_path, monkeypatch):
         head = keras.layers.Dense(len(run.labels), kernel_initializer="zeros", bias_initializer=bias, activation="softmax")
         other = keras.Model(inputs, head(keras.layers.GlobalAveragePooling2D()(inputs)))
         data = tf.lite.TFLiteConverter.from_keras_model(other).convert()
-        tflite._write(ctx, path, data, "float32")
+        tflite._write(ctx, path, data, "float32", ctx.spec)
 
     row = formats.ArtifactFormat("tflite", "float32", "model_float.tflite", build_wrong_model)
     monkeypatch.setattr(formats, "FORMATS", (row,))
