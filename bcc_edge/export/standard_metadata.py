@@ -86,8 +86,7 @@ def attach(model: bytes, about: About, labels: Sequence[str], spec: PreprocessSp
     described by `spec` (float32 spec in the model's input units) and whose output is the
     probabilities of `labels`. An earlier standard entry and appended archive are replaced."""
     meta = build(about, labels, spec)
-    flat = _with_entry(model, ENTRY_NAME, meta)
-    return flat + _zip({LABELS_FILE: "".join(f"{label}\n" for label in labels).encode("utf-8")}, offset=len(flat))
+    return append_files(_with_entry(model, ENTRY_NAME, meta), {LABELS_FILE: "".join(f"{label}\n" for label in labels).encode("utf-8")})
 
 
 def build(about: About, labels: Sequence[str], spec: PreprocessSpec) -> bytes:
@@ -205,16 +204,18 @@ def _with_entry(model: bytes, name: str, payload: bytes) -> bytes:
     return bytes(b.Output())
 
 
-def _zip(files: dict[str, bytes], offset: int) -> bytes:
-    """A zip archive of `files`, stored uncompressed, whose recorded offsets count from the
-    start of the model file it will follow (`offset` bytes), as zip readers of a whole file expect."""
+def append_files(model: bytes, files: dict[str, bytes]) -> bytes:
+    """`model` (a bare flatbuffer) followed by a zip archive of `files`, stored uncompressed,
+    its recorded offsets counted from the start of the model file, as readers of the whole file
+    expect. (Written after zeros rather than the model, so that bytes inside the model that look
+    like a zip end record cannot mislead the zip writer.)"""
     out = io.BytesIO()
-    out.write(b"\0" * offset)
+    out.write(b"\0" * len(model))
     with zipfile.ZipFile(out, "a", zipfile.ZIP_STORED) as archive:
         for name, data in files.items():
             info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # fixed: same model, same bytes
             archive.writestr(info, data)
-    return out.getvalue()[offset:]
+    return bytes(model) + out.getvalue()[len(model):]
 
 
 def _text(value: Any) -> str:
