@@ -29,6 +29,7 @@ import io
 import os
 import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence, Union
 
 import flatbuffers
@@ -233,7 +234,7 @@ def read(source: PathOrBytes) -> dict[str, Any] | None:
     archive: name -> bytes)."""
     from ai_edge_litert import schema_py_generated as schema
 
-    data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else open(source, "rb").read()
+    data = bytes(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).read_bytes()
     model = schema.Model.GetRootAs(data, 0)
     raw = None
     for i in range(model.MetadataLength()):
