@@ -1,4 +1,4 @@
-"""`export_run` on the tiny synthetic run: four artifacts that load in ai-edge-litert and
+"""`export_run` on the tiny synthetic run: five artifacts that load in ai-edge-litert and
 onnxruntime, carry metadata that round-trips, and agree with the float model."""
 
 from __future__ import annotations
@@ -17,16 +17,20 @@ from bcc_edge.runtime import EdgeClassifier
 ARTIFACTS = {
     "model_float.tflite": ("tflite", "float32"),
     "model_int8.tflite": ("tflite", "int8"),
+    "model_uint8.tflite": ("tflite", "int8"),
     "model_float.onnx": ("onnx", "float32"),
     "model_int8.onnx": ("onnx", "int8"),
 }
+
+# Artifacts with the normalisation as their first layer (bcc_edge.export.normalize).
+RAW_INPUT = {"model_float.tflite", "model_uint8.tflite"}
 
 
 def _manifest(export_dir):
     return json.loads((export_dir / "manifest.json").read_text())
 
 
-def test_writes_the_four_artifacts_and_a_truthful_manifest(tiny_export, tiny_run):
+def test_writes_the_five_artifacts_and_a_truthful_manifest(tiny_export, tiny_run):
     manifest = _manifest(tiny_export)
     assert sorted(p.name for p in tiny_export.iterdir()) == sorted([*ARTIFACTS, "manifest.json", "calibration.csv"])
     assert {a["file"]: (a["format"], a["precision"]) for a in manifest["artifacts"]} == ARTIFACTS
@@ -53,7 +57,11 @@ def test_metadata_round_trips(tiny_export, tiny_run, name):
     fmt, precision = ARTIFACTS[name]
     meta = metadata.read_artifact(tiny_export / name)
     assert meta["labels"] == run.labels
-    assert meta["preprocess"] == run.spec.to_dict()
+    if name in RAW_INPUT:  # the normalisation is inside: feed the resized grey levels
+        assert meta["preprocess"] == run.spec.resized_only().with_output("float32").to_dict()
+        assert meta["input"]["normalization_in_model"] == {"mean": list(run.spec.mean), "std": list(run.spec.std)}
+    else:
+        assert meta["preprocess"] == run.spec.to_dict() and "normalization_in_model" not in meta["input"]
     assert meta["model_name"] == "bcc-small" and meta["toolkit_version"]
     assert meta["data_fingerprint"] == run.fingerprint
     assert meta["float_val_accuracy"] == pytest.approx(run.float_val_accuracy)

@@ -51,7 +51,7 @@ def test_float_only_export_then_refuses_to_overwrite_without_force(tiny_run, tmp
     "args, message",
     [
         (["--ptq"], "--ptq chooses how INT8 models are made; it needs --int8"),
-        (["--int8", "--io", "int16"], "--io must be one of int8, uint8, float32"),
+        (["--int8", "--io", "uint8"], "--io must be one of int8, float32"),
         (["--format", "tflite,coreml"], "unknown --format coreml"),
         (["--int8", "--qat-epochs", "0"], "--qat-epochs must be at least 1"),
     ],
@@ -134,7 +134,7 @@ def test_a_broken_artifact_is_refused(tiny_run, tmp_path, monkeypatch):
         head = keras.layers.Dense(len(run.labels), kernel_initializer="zeros", bias_initializer=bias, activation="softmax")
         other = keras.Model(inputs, head(keras.layers.GlobalAveragePooling2D()(inputs)))
         data = tf.lite.TFLiteConverter.from_keras_model(other).convert()
-        tflite._write(ctx, path, data, "float32")
+        tflite._write(ctx, path, data, "float32", ctx.spec)
 
     row = formats.ArtifactFormat("tflite", "float32", "model_float.tflite", build_wrong_model)
     monkeypatch.setattr(formats, "FORMATS", (row,))

@@ -44,7 +44,7 @@ def test_int8_bcc_small_keeps_float_accuracy_and_fits_in_1mb(pbc_export):
     report = verify_export(pbc_export, split="val")
     print(format_report(report))
     int8 = {a.file: a for a in report.artifacts if a.precision == "int8"}
-    assert set(int8) == {"model_int8.tflite", "model_int8.onnx"}
+    assert set(int8) == {"model_int8.tflite", "model_uint8.tflite", "model_int8.onnx"}
     for artifact in int8.values():
         assert report.float_result.accuracy - artifact.result.accuracy <= 0.01, artifact.file
     assert (pbc_export / "model_int8.tflite").stat().st_size < 1_000_000

@@ -19,7 +19,7 @@ from bcc_edge.data import evaluation_images
 from bcc_edge.rundir import RunDir
 from bcc_edge.synthetic import write_image_folder
 
-ARTIFACTS = ["model_float.tflite", "model_int8.tflite", "model_float.onnx", "model_int8.onnx"]
+ARTIFACTS = ["model_float.tflite", "model_int8.tflite", "model_uint8.tflite", "model_float.onnx", "model_int8.onnx"]
 
 
 def test_verify_runs_every_artifact_on_the_runs_val_split(tiny_export, tiny_run, synthetic_data):

@@ -432,10 +432,11 @@ train(TrainConfig(data=data, out=run, model="bcc-small", model_kwargs={"width": 
                   batch_size=4, epochs=40, patience=0, seed=1))
 export_run(run, out, ExportOptions(int8=True, qat_epochs=1))
 """
-# (format, precision) in manifest.json -> check name; INT8 TFLite must be bit-identical.
-ARTIFACTS = {("tflite", "int8"): "INT8 TFLite", ("tflite", "float32"): "float TFLite",
-             ("onnx", "float32"): "float ONNX", ("onnx", "int8"): "INT8 ONNX"}
-BIT_IDENTICAL = {"INT8 TFLite"}
+# File in manifest.json -> check name (two TFLite files are INT8, so the file tells them apart);
+# the integer TFLite models must be bit-identical.
+ARTIFACTS = {"model_int8.tflite": "INT8 TFLite", "model_uint8.tflite": "uint8 TFLite", "model_float.tflite": "float TFLite",
+             "model_float.onnx": "float ONNX", "model_int8.onnx": "INT8 ONNX"}
+BIT_IDENTICAL = {"INT8 TFLite", "uint8 TFLite"}
 
 
 def build_model(work: Path) -> Path:
@@ -449,12 +450,11 @@ def build_model(work: Path) -> Path:
 
 
 def artifacts(export: Path) -> dict[str, Path]:
-    """{check name: path} of the four artifacts listed in EXPORT_DIR/manifest.json."""
+    """{check name: path} of the five artifacts listed in EXPORT_DIR/manifest.json."""
     export = export.resolve()  # the guest runs in another directory
     try:
         manifest = json.loads((export / "manifest.json").read_text())
-        found = {ARTIFACTS[(a["format"], a["precision"])]: export / a["file"] for a in manifest["artifacts"]
-                 if (a["format"], a["precision"]) in ARTIFACTS}
+        found = {ARTIFACTS[a["file"]]: export / a["file"] for a in manifest["artifacts"] if a["file"] in ARTIFACTS}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise SetupError(f"cannot read the artifact list in {export}/manifest.json: {exc!r}") from None
     missing = sorted(set(ARTIFACTS.values()) - set(found))

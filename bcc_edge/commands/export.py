@@ -19,7 +19,7 @@ def export_command(
     run_dir: Path = typer.Argument(..., help="Training run directory (from `bcc-edge train`)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Export directory to create (default: RUN_DIR/export)."),
     int8: bool = typer.Option(False, "--int8", help="Also write INT8 models (QAT by default; see --ptq)."),
-    io: Optional[str] = typer.Option(None, "--io", help="Input/output type of the INT8 TFLite model: int8, uint8 or float32 [default: int8]."),
+    io: Optional[str] = typer.Option(None, "--io", help="Input/output type of model_int8.tflite: int8 or float32 [default: int8] (model_uint8.tflite always takes raw RGB bytes)."),
     formats: Optional[List[str]] = typer.Option(None, "--format", "-f", help="Only these formats, repeated or comma-separated: tflite, onnx (default: both)."),
     qat_epochs: Optional[int] = typer.Option(None, "--qat-epochs", help="Quantization-aware fine-tuning epochs on the run's train split [default: 2]."),
     qat_lr: Optional[float] = typer.Option(None, "--qat-lr", help="Peak QAT learning rate, cosine decay to 0 [default: 0.0001]."),
@@ -30,8 +30,8 @@ def export_command(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for QAT and the default calibration sample [default: 0]."),
     force: bool = typer.Option(False, "--force", help="Replace an existing export directory."),
 ) -> None:
-    """Write model_float.tflite, model_float.onnx (+ model_int8.* with --int8), calibration.csv
-    and manifest.json; every artifact embeds its labels and preprocessing. The export is
+    """Write model_float.tflite, model_float.onnx (+ model_int8.*, model_uint8.tflite with --int8),
+    calibration.csv and manifest.json; every artifact embeds its labels and preprocessing. The export is
     built beside --out and moved into place only after a self-check against the float model."""
     from bcc_edge.export import ExportOptions, export_run
 

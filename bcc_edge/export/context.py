@@ -1,5 +1,9 @@
 """What every artifact builder needs from a run, computed once and only when asked for:
-the float model, the calibration images, the quantisation-trained model, the metadata."""
+the float models, the calibration images, the quantisation-trained models, the metadata.
+
+Two model inputs exist: the run's normalised input (what Keras trained on), and grey levels
+0..255 with the normalisation as the model's first layer ("raw", `export.normalize`), which
+clients that know nothing of our spec can feed."""
 
 from __future__ import annotations
 
@@ -13,10 +17,16 @@ import numpy as np
 from bcc_edge import __version__
 from bcc_edge import calib as _calib
 from bcc_edge.errors import BccError, first_line
+from bcc_edge.export import normalize
+from bcc_edge.export.attribution import Attribution
+from bcc_edge.export.standard_metadata import About
 from bcc_edge.metadata import FORMAT_VERSION
+from bcc_edge.preprocess import PreprocessSpec
 from bcc_edge.rundir import RunDir
 
-IO_TYPES = ("int8", "uint8", "float32")
+# Input/output of model_int8.tflite. Not uint8: model_uint8.tflite is the raw-bytes model, and a
+# uint8 model_int8.tflite with normalised quantisation would invite clients to feed it raw bytes.
+IO_TYPES = ("int8", "float32")
 
 
 @dataclass(frozen=True)
@@ -35,6 +45,7 @@ class ExportOptions:
     force: bool = False
     seed: int = 0
     opset: int = 17
+    attribution: Attribution = Attribution()  # author, licence and data citation other tools show
 
     def check(self) -> None:
         if self.io not in IO_TYPES:
@@ -53,6 +64,7 @@ class ExportContext:
         self.options = options
         self.log = log
         self.spec = run.spec.with_output("float32")
+        self.raw_spec = self.spec.resized_only().with_output("float32")
         self.labels = run.labels
         self.model_name = str(run.config.get("model", "model"))
 
@@ -111,19 +123,31 @@ class ExportContext:
     @functools.cached_property
     def qat_model(self):
         """The float model fine-tuned with fake quantisation on the run's train split."""
+        return self._quantization_trained(self.float_model, raw=False)
+
+    @functools.cached_property
+    def raw_qat_model(self):
+        """`raw_float_model` fine-tuned the same way, its input range pinned to [0, 255]."""
+        return self._quantization_trained(self.raw_float_model, raw=True)
+
+    def _quantization_trained(self, model, raw: bool):
         from bcc_edge import qat
         from bcc_edge._tf import keras
         from bcc_edge.data import load_arrays, make_dataset
 
         opts = self.options
         keras.utils.set_random_seed(opts.seed)
-        wrapped = qat.quantize_for_training(self.float_model)
+        wrapped = qat.quantize_for_training(model)
         images, labels, _ = load_arrays(self.run.records("train"), self.spec, **self.cache_options)
         if len(images) == 0:
             raise BccError(f"{self.run.path}: the train split has no readable images to fine-tune on")
         batch = int(self.run.config.get("batch_size", 32))
         dataset = make_dataset(images, labels, self.spec, batch, training=True, augment=self.run.config.get("augment", True), seed=opts.seed)
-        self.log(f"QAT: {opts.qat_epochs} epoch(s) on {len(images)} train images, lr {opts.qat_lr:g} cosine to 0")
+        if raw:
+            normalize.prepare_qat(wrapped)
+            dataset = dataset.map(normalize.to_grey_levels(self.spec))
+        what = "the model with the normalisation inside" if raw else "the model"
+        self.log(f"QAT of {what}: {opts.qat_epochs} epoch(s) on {len(images)} train images, lr {opts.qat_lr:g} cosine to 0")
         qat.finetune(
             wrapped,
             dataset.repeat(),
@@ -140,6 +164,16 @@ class ExportContext:
         """What the TFLite converter quantises: the QAT model, or the float model for PTQ."""
         return self.float_model if self.options.ptq else self.qat_model
 
+    @property
+    def raw_int8_keras_model(self):
+        """What the TFLite converter quantises for the uint8-input model."""
+        return self.raw_float_model if self.options.ptq else self.raw_qat_model
+
+    @functools.cached_property
+    def raw_float_model(self):
+        """The float model taking grey levels 0..255, its normalisation as the first layer."""
+        return normalize.with_input_normalization(self.float_model, self.spec.mean, self.spec.std)
+
     @functools.cached_property
     def int8_float_weights_model(self):
         """A plain float model for converters that quantise by themselves (onnxruntime):
@@ -152,23 +186,45 @@ class ExportContext:
 
     # ------------------------------------------------------------------ metadata
 
-    def metadata(self, precision: str, input_q: dict[str, Any], output_q: dict[str, Any]) -> dict[str, Any]:
-        """The `bcc_edge` document for one artifact (schema in ARCHITECTURE.md)."""
+    def metadata(self, precision: str, input_q: dict[str, Any], output_q: dict[str, Any], spec: PreprocessSpec | None = None) -> dict[str, Any]:
+        """The `bcc_edge` document for one artifact (schema in ARCHITECTURE.md). `spec`: what
+        the artifact takes, `self.spec` or `self.raw_spec`; for the latter the normalisation
+        inside the model is recorded too (for information: `preprocess` is what to feed)."""
         int8 = precision == "int8"
-        h, w = self.spec.size
+        spec = spec or self.spec
+        h, w = spec.size
+        inp = {**input_q, "shape": [1, h, w, 3]}
+        if spec == self.raw_spec:
+            inp["normalization_in_model"] = {"mean": list(self.spec.mean), "std": list(self.spec.std)}
         return {
             "format_version": FORMAT_VERSION,
             "toolkit_version": __version__,
             "model_name": self.model_name,
             "labels": list(self.labels),
-            "preprocess": self.spec.to_dict(),
-            "input": {**input_q, "shape": [1, h, w, 3]},
+            "preprocess": spec.to_dict(),
+            "input": inp,
             "output": {**output_q, "activation": "softmax"},
             "quantization": self.quantization if int8 else None,
             "data_fingerprint": self.run.fingerprint,
             "float_val_accuracy": self.run.float_val_accuracy,
             "calibration": self.calibration.describe() if int8 else None,
         }
+
+    def about(self) -> About:
+        """The model-level fields of the standard TFLite metadata."""
+        who = self.options.attribution
+        classes = ", ".join(self.labels)
+        return About(
+            name=self.model_name,
+            description=(
+                f"Classifies a microscope image of one blood cell into {len(self.labels)} classes: {classes}. "
+                f"Exported by bcc-edge {__version__}; bcc-edge reads its own 'bcc_edge' metadata entry. "
+                f"Training data: {who.citation}"
+            ),
+            version=f"bcc-edge {__version__}, data {self.run.fingerprint[:12]}",
+            author=who.author,
+            license=who.licence,
+        )
 
 
 def quant_record(dtype: str, scale: float = 1.0, zero_point: int = 0) -> dict[str, Any]:

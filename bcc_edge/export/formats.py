@@ -22,6 +22,7 @@ class ArtifactFormat:
 FORMATS: tuple[ArtifactFormat, ...] = (
     ArtifactFormat("tflite", "float32", "model_float.tflite", _tflite.build_float),
     ArtifactFormat("tflite", "int8", "model_int8.tflite", _tflite.build_int8),
+    ArtifactFormat("tflite", "int8", "model_uint8.tflite", _tflite.build_uint8),
     ArtifactFormat("onnx", "float32", "model_float.onnx", _onnx.build_float),
     ArtifactFormat("onnx", "int8", "model_int8.onnx", _onnx.build_int8),
 )

@@ -24,20 +24,29 @@ activations with int8 weights can saturate 16-bit intermediate sums on x86 CPUs 
 With QAT, the float graph carries the QAT-fine-tuned weights, so the ONNX INT8 model still
 benefits from QAT; its activation ranges are onnxruntime's, from the same calibration images
 as the TFLite model's.
+
+Besides the `bcc_edge` entry, every model carries what generic tools (Netron, onnx.load,
+onnxruntime's modelmeta) show: `doc_string` (the description with the data citation),
+`model_version`, and `metadata_props` keys `labels` (JSON list, output order),
+`preprocessing` (plain words), `license`, `citation`, `author` and `version`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from pathlib import Path
 
-from bcc_edge import metadata
+from bcc_edge import __version__, metadata
 from bcc_edge.errors import BccError
 from bcc_edge.export.context import ExportContext, quant_record
+from bcc_edge.export.standard_metadata import preprocessing_in_words
 from bcc_edge.fileio import write_bytes
 
 INPUT_NAME = "image"
+# ModelProto.model_version is an integer: the bcc-edge version as MAJOR*10000 + MINOR*100 + PATCH.
+MODEL_VERSION = sum(int(part) * 100**i for i, part in enumerate(reversed(__version__.split(".")[:3])))
 
 
 def build_float(ctx: ExportContext, path: Path) -> None:
@@ -99,4 +108,27 @@ def _write(ctx: ExportContext, path: Path, model, precision: str) -> None:
     # QDQ keeps float32 I/O: quantisation happens inside the graph.
     io = quant_record("float32")
     metadata.embed_onnx(model, ctx.metadata(precision, io, io))
+    describe(model, ctx)
     write_bytes(path, model.SerializeToString())
+
+
+def describe(model, ctx: ExportContext) -> None:
+    """Set the fields generic ONNX tools show (see the module docstring) on `model`, in place."""
+    about, who = ctx.about(), ctx.options.attribution
+    h, w = ctx.spec.size
+    model.doc_string = about.description
+    model.model_version = MODEL_VERSION
+    props = {
+        "labels": json.dumps(list(ctx.labels), ensure_ascii=False),
+        "preprocessing": f"{preprocessing_in_words(ctx.spec)} Input '{INPUT_NAME}': float32 NHWC [N, {h}, {w}, 3]. Output: class probabilities in the order of 'labels'.",
+        "license": about.license,
+        "citation": who.citation,
+        "author": about.author,
+        "version": about.version,
+    }
+    kept = [p for p in model.metadata_props if p.key not in props]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
