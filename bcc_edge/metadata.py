@@ -21,6 +21,7 @@ import json
 import math
 import os
 import struct
+import zipfile
 from pathlib import Path
 from typing import IO, Any, Union
 
@@ -180,35 +181,65 @@ def _no_constant(name: str):
 
 
 def embed_tflite(model_bytes: bytes, meta: dict[str, Any]) -> bytes:
-    """Return the model with `meta` stored as its ``bcc_edge`` metadata entry.
+    """Return the model with `meta` stored as its ``bcc_edge`` metadata entry (see
+    `set_tflite_entry`)."""
+    return set_tflite_entry(model_bytes, KEY, dumps(meta))
 
-    An existing ``bcc_edge`` entry is overwritten in place (its buffer reused), so
-    re-embedding never grows the model with orphaned buffers.
-    """
+
+def set_tflite_entry(model_bytes: bytes, name: str, payload: bytes, files: dict[str, bytes] | None = None) -> bytes:
+    """The model with metadata entry `name` holding `payload`. An existing entry is overwritten
+    in place (its buffer reused), so re-embedding never grows the model with orphaned buffers.
+    The archive of associated files some clients read after the flatbuffer is kept, or
+    replaced by `files` when given."""
     import flatbuffers
     import numpy as np
     from ai_edge_litert import schema_py_generated as schema
 
-    payload = np.frombuffer(dumps(meta), dtype=np.uint8)
     model_bytes = bytes(model_bytes)
     _check_tflite_identifier(model_bytes, "model")
+    files = appended_files(model_bytes) if files is None else files
+    data = np.frombuffer(payload, dtype=np.uint8)
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
     model.buffers = model.buffers or []
     model.metadata = model.metadata or []
-    existing = [m for m in model.metadata if _as_str(m.name) == KEY]
+    existing = [m for m in model.metadata if _as_str(m.name) == name]
     if existing:
-        model.buffers[existing[0].buffer].data = payload
+        model.buffers[existing[0].buffer].data = data
     else:
         buffer = schema.BufferT()
-        buffer.data = payload
+        buffer.data = data
         model.buffers.append(buffer)
         entry = schema.MetadataT()
-        entry.name = KEY
+        entry.name = name
         entry.buffer = len(model.buffers) - 1
         model.metadata.append(entry)
     builder = flatbuffers.Builder(len(model_bytes) + len(payload) + 4096)
     builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return bytes(builder.Output())
+    return append_files(bytes(builder.Output()), files) if files else bytes(builder.Output())
+
+
+def appended_files(data: bytes) -> dict[str, bytes]:
+    """The files of the zip archive appended to a TFLite model (empty when there is none)."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return {name: archive.read(name) for name in archive.namelist()}
+    except zipfile.BadZipFile:
+        return {}
+
+
+def append_files(model: bytes, files: dict[str, bytes]) -> bytes:
+    """`model` (a bare flatbuffer) followed by a zip archive of `files`, stored uncompressed, its
+    recorded offsets counted from the start of the model file, as readers of the whole file
+    expect. Re-packing moves those offsets, so the archive is rebuilt, never copied. (Written
+    after zeros rather than the model, so that bytes inside the model that look like a zip end
+    record cannot mislead the zip writer.)"""
+    out = io.BytesIO()
+    out.write(b"\0" * len(model))
+    with zipfile.ZipFile(out, "a", zipfile.ZIP_STORED) as archive:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # fixed: same model, same bytes
+            archive.writestr(info, data)
+    return bytes(model) + out.getvalue()[len(model):]
 
 
 def read_tflite(source: PathOrBytes) -> dict[str, Any] | None:

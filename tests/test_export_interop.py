@@ -72,7 +72,7 @@ def test_a_model_without_standard_metadata_reads_as_none(tiny_run):
 
     model = tf.lite.TFLiteConverter.from_keras_model(RunDir(tiny_run).load_best_model()).convert()
     assert standard_metadata.read(model) is None
-    assert standard_metadata.associated_files(model) == {}
+    assert metadata.appended_files(model) == {}
 
 
 def test_uint8_model_takes_the_resized_bytes_themselves(tiny_export, tiny_run):

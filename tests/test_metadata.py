@@ -104,6 +104,16 @@ def test_tflite_embed_keeps_the_model_working_and_reads_back(raw_tflite, precisi
     assert names.count("bcc_edge") == 1 and "min_runtime_version" in names
 
 
+def test_tflite_embed_keeps_an_appended_archive(raw_tflite):
+    with_files = metadata.append_files(raw_tflite["int8"], {"labels.txt": b"a\nb\nc\n"})
+    embedded = metadata.embed_tflite(with_files, make_meta())
+    assert metadata.appended_files(embedded) == {"labels.txt": b"a\nb\nc\n"}
+    assert metadata.read_tflite(embedded) == make_meta()
+    np.testing.assert_array_equal(run_tflite(embedded), run_tflite(raw_tflite["int8"]))
+    again = metadata.embed_tflite(embedded, make_meta(model_name="again"))
+    assert metadata.appended_files(again) == {"labels.txt": b"a\nb\nc\n"} and len(again) == len(embedded)
+
+
 def test_tflite_reader_agrees_with_the_generated_schema(raw_tflite):
     embedded = metadata.embed_tflite(raw_tflite["int8"], make_meta())
     (payload,) = [data for name, data in schema_entries(embedded) if name == "bcc_edge"]

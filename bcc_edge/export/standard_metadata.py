@@ -25,9 +25,7 @@ is needed to write or to read it; `read` is the reader the tests check every fie
 
 from __future__ import annotations
 
-import io
 import os
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence, Union
@@ -38,7 +36,7 @@ from flatbuffers.number_types import Uint8Flags, Uint32Flags
 from flatbuffers.table import Table
 
 from bcc_edge.errors import BccError
-from bcc_edge.metadata import TFLITE_IDENTIFIER
+from bcc_edge import metadata
 from bcc_edge.preprocess import PreprocessSpec
 
 ENTRY_NAME = "TFLITE_METADATA"
@@ -85,9 +83,11 @@ class About:
 def attach(model: bytes, about: About, labels: Sequence[str], spec: PreprocessSpec) -> bytes:
     """The TFLite `model` with standard metadata for an image classifier whose input is
     described by `spec` (float32 spec in the model's input units) and whose output is the
-    probabilities of `labels`. An earlier standard entry and appended archive are replaced."""
+    probabilities of `labels`. An earlier standard entry and labels file are replaced."""
     meta = build(about, labels, spec)
-    return append_files(_with_entry(model, ENTRY_NAME, meta), {LABELS_FILE: "".join(f"{label}\n" for label in labels).encode("utf-8")})
+    labels_file = "".join(f"{label}\n" for label in labels).encode("utf-8")
+    files = {**metadata.appended_files(model), LABELS_FILE: labels_file}
+    return metadata.set_tflite_entry(model, ENTRY_NAME, meta, files)
 
 
 def build(about: About, labels: Sequence[str], spec: PreprocessSpec) -> bytes:
@@ -178,47 +178,6 @@ def _floats(b, values) -> int:
     return b.CreateNumpyVector(np.asarray(values, np.float32))
 
 
-def _with_entry(model: bytes, name: str, payload: bytes) -> bytes:
-    """The model re-packed with metadata entry `name` holding `payload` (replaced if present).
-    Re-packing drops anything appended after the flatbuffer, i.e. an earlier archive."""
-    from ai_edge_litert import schema_py_generated as schema
-
-    model = bytes(model)
-    if len(model) < 8 or model[4:8] != TFLITE_IDENTIFIER:
-        raise BccError("not a TFLite model (no TFL3 file identifier)")
-    tree = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model, 0))
-    tree.buffers = tree.buffers or []
-    tree.metadata = tree.metadata or []
-    buffer = schema.BufferT()
-    buffer.data = np.frombuffer(payload, np.uint8)
-    entries = [m for m in tree.metadata if _text(m.name) == name]
-    if entries:
-        tree.buffers[entries[0].buffer] = buffer
-    else:
-        tree.buffers.append(buffer)
-        entry = schema.MetadataT()
-        entry.name = name
-        entry.buffer = len(tree.buffers) - 1
-        tree.metadata.append(entry)
-    b = flatbuffers.Builder(len(model) + len(payload) + 4096)
-    b.Finish(tree.Pack(b), file_identifier=TFLITE_IDENTIFIER)
-    return bytes(b.Output())
-
-
-def append_files(model: bytes, files: dict[str, bytes]) -> bytes:
-    """`model` (a bare flatbuffer) followed by a zip archive of `files`, stored uncompressed,
-    its recorded offsets counted from the start of the model file, as readers of the whole file
-    expect. (Written after zeros rather than the model, so that bytes inside the model that look
-    like a zip end record cannot mislead the zip writer.)"""
-    out = io.BytesIO()
-    out.write(b"\0" * len(model))
-    with zipfile.ZipFile(out, "a", zipfile.ZIP_STORED) as archive:
-        for name, data in files.items():
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # fixed: same model, same bytes
-            archive.writestr(info, data)
-    return bytes(model) + out.getvalue()[len(model):]
-
-
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -253,17 +212,8 @@ def read(source: PathOrBytes) -> dict[str, Any] | None:
         **{key: root.string(MODEL_FIELDS[key]) for key in ("name", "description", "version", "author", "license", "min_parser_version")},
         "input": _read_tensor(inp),
         "output": _read_tensor(out),
-        "files": associated_files(data),
+        "files": metadata.appended_files(data),
     }
-
-
-def associated_files(data: bytes) -> dict[str, bytes]:
-    """The files of the archive appended to a model (empty when there is none)."""
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            return {name: archive.read(name) for name in archive.namelist()}
-    except zipfile.BadZipFile:
-        return {}
 
 
 def _read_tensor(t: "_Reader") -> dict[str, Any]:
