@@ -44,17 +44,19 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
-def one_line(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """The first line of `text`, printable, cut to `limit` characters."""
-    stripped = text.strip()
-    line = printable(stripped.splitlines()[0] if stripped else "")
+def one_line(text: str, limit: int = MAX_MESSAGE_CHARS, lines: int = 1) -> str:
+    """The first `lines` non-blank lines of `text` joined into one, printable, cut to `limit`
+    characters."""
+    kept = [line.strip() for line in text.splitlines() if line.strip()][:lines]
+    line = printable(" ".join(kept))
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def first_line(exc: BaseException) -> str:
-    """What a foreign exception (a backend, a converter) says, in one bounded line; its type
-    name when it says nothing."""
-    return one_line(str(exc)) or type(exc).__name__
+def first_line(exc: BaseException, lines: int = 1) -> str:
+    """What a foreign exception (a backend, a converter) says, in one bounded line (its first
+    `lines` lines: a converter names the failing op on the second); its type name when it
+    says nothing."""
+    return one_line(str(exc), lines=lines) or type(exc).__name__
 
 
 def positive_int(name: str, value: Any, error: type[Exception] = BccError) -> int:

@@ -14,7 +14,7 @@ from bcc_edge import data as _data
 from bcc_edge.errors import BccError
 from bcc_edge.evaluate import Result, evaluate
 from bcc_edge.export import manifest as _manifest
-from bcc_edge.export.selfcheck import FLOAT_TOLERANCE
+from bcc_edge.export.selfcheck import float_problems
 from bcc_edge.rundir import RunDir
 
 FLOAT_NAME = "keras (float)"
@@ -125,8 +125,8 @@ def _failures(check: ArtifactCheck, reference: Result, t: Thresholds) -> list[st
         drop = reference.accuracy - r.accuracy
         if drop > t.max_accuracy_drop + 1e-12:
             failures.append(f"accuracy {r.accuracy:.2%} is {drop * 100:.2f} points below float ({reference.accuracy:.2%}); allowed {t.max_accuracy_drop * 100:g}")
-    elif r.max_abs_diff > FLOAT_TOLERANCE:
-        failures.append(f"float artifact differs from Keras by up to {r.max_abs_diff:.4f} (> {FLOAT_TOLERANCE})")
+    else:
+        failures += float_problems(r)
     return failures
 
 

@@ -32,7 +32,14 @@ def test_export_help_states_the_export_options_defaults():
         assert text == str(defaults[name]), name
 
 
-@pytest.mark.parametrize("command", ["infer", "export", "verify", "bench"])
+def test_calib_help_states_the_calib_default():
+    from bcc_edge.calib import DEFAULT_PER_CLASS
+    from bcc_edge.commands.calib import calib_make_command
+
+    assert stated_defaults(calib_make_command) == {"per_class": str(DEFAULT_PER_CLASS)}
+
+
+@pytest.mark.parametrize("command", ["infer", "export", "verify", "bench", "calib", "train", "report", "demo", "models"])
 def test_no_command_module_loads_training_code_at_import(command):
     import subprocess
     import sys
@@ -41,3 +48,15 @@ def test_no_command_module_loads_training_code_at_import(command):
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     for heavy in ("bcc_edge.data", "bcc_edge.calib", "bcc_edge.train", "bcc_edge.export", "bcc_edge._tf"):
         assert f"'{heavy}'" not in loaded and f"'{heavy}." not in loaded, (command, heavy)
+
+
+def test_every_training_setting_is_a_train_option():
+    """commands/train builds its overrides from the TrainConfig fields by name: each field needs
+    its option (or one of the three spelled for the command line)."""
+    from bcc_edge.commands.train import train_command
+    from bcc_edge.train import TrainConfig
+
+    options = set(inspect.signature(train_command).parameters)
+    spelled = {"classes": "classes", "model_kwargs": "model_arg", "use_cache": "no_cache"}
+    for field in dataclasses.fields(TrainConfig):
+        assert spelled.get(field.name, field.name) in options, field.name

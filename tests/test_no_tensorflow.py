@@ -68,3 +68,21 @@ def test_infer_runs_without_tensorflow(tiny_export, tmp_path, model):
     assert row["error"] is None and row["label"]
     assert "LOADED:\n" in result.stderr  # nothing from TensorFlow was imported
     assert "XNNPACK" not in result.stderr  # LiteRT's start-up notice is kept off the user's stderr
+
+
+# The device side, and the commands that run on the board: what they may never load.
+DEVICE_MODULES = [
+    "bcc_edge.preprocess", "bcc_edge.jpeg", "bcc_edge.decode", "bcc_edge.metadata", "bcc_edge.fileio",
+    "bcc_edge.backends", "bcc_edge.runtime", "bcc_edge.infer", "bcc_edge.bench.infer",
+    "bcc_edge.commands.infer", "bcc_edge.commands.bench_infer", "bcc_edge.cli",
+]
+WORKSTATION_ONLY = ("train", "models", "export", "data", "calib", "qat", "_tf", "distribute", "augment", "rundir", "keras_predictor", "evaluate")
+
+
+@pytest.mark.parametrize("module", DEVICE_MODULES)
+def test_device_modules_never_import_training_code(module):
+    code = f"import sys, {module}; print('\\n'.join(sorted(sys.modules)))"
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+    loaded = [m for m in result.stdout.split() if m.split(".")[0] == "bcc_edge" and m.split(".")[1:2] and m.split(".")[1] in WORKSTATION_ONLY]
+    assert loaded == [], f"{module} loads {loaded}"

@@ -68,7 +68,7 @@ def test_verify_command_fails_on_a_threshold(tiny_export, synthetic_data, monkey
         ("int8", _result("x", 0.885, 0.99, 0.1), ["accuracy 88.50% is 1.50 points below float"]),
         ("int8", _result("x", 0.90, 0.99, 0.1, ["outputs contain NaN or infinity"]), ["outputs contain NaN"]),
         ("float32", _result("x", 0.50, 0.50, 1e-6), []),  # float artifacts: judged on their outputs
-        ("float32", _result("x", 0.90, 1.00, 0.2), ["float artifact differs from Keras by up to 0.2000"]),
+        ("float32", _result("x", 0.90, 1.00, 0.2), ["float outputs differ from Keras by up to 0.2000"]),
     ],
 )
 def test_failures(precision, result, expected):

@@ -79,35 +79,15 @@ def train_command(
     checkpoint (twice: stop at once); --resume continues it."""
     from bcc_edge import train as train_mod
 
-    given = {
-        "model": model,
-        "image_size": image_size,
-        "batch_size": batch_size,
-        "epochs": epochs,
-        "patience": patience,
-        "optimizer": optimizer,
-        "lr": lr,
-        "schedule": schedule,
-        "warmup_epochs": warmup_epochs,
-        "weight_decay": weight_decay,
-        "label_smoothing": label_smoothing,
-        "class_weight": class_weight,
-        "augment": augment,
+    # Every TrainConfig field but data and out has a same-named option, three of them spelled
+    # for the command line; those given override the config file and the model's recipe.
+    options = {
+        **locals(),
         "classes": [c.strip() for c in classes.split(",") if c.strip()] if classes else None,
-        "val_fraction": val_fraction,
-        "seed": seed,
-        "interpolation": interpolation,
-        "jpeg_draft": jpeg_draft,
         "model_kwargs": _model_kwargs(model_arg) or None,
-        "time_limit": time_limit,
-        "cache_dir": cache_dir,
         "use_cache": False if no_cache else None,
-        "strategy": strategy,
-        "mixed_precision": mixed_precision,
-        "xla": xla,
-        "threads": threads,
     }
-    given = {k: v for k, v in given.items() if v is not None}
+    given = {name: options[name] for name in train_mod.TrainConfig.__dataclass_fields__ if name not in ("data", "out") and options.get(name) is not None}
 
     if resume is not None:
         if data or out or config:

@@ -39,7 +39,7 @@ import tempfile
 from pathlib import Path
 
 from bcc_edge import __version__, metadata
-from bcc_edge.errors import BccError
+from bcc_edge.errors import BccError, first_line
 from bcc_edge.export.context import ExportContext, quant_record
 from bcc_edge.export.standard_metadata import preprocessing_in_words
 from bcc_edge.fileio import write_bytes
@@ -84,7 +84,7 @@ def build_int8(ctx: ExportContext, path: Path) -> None:
                 calibrate_method=CalibrationMethod.MinMax,
             )
         except Exception as exc:  # onnxruntime raises plain Exceptions and its own types
-            raise BccError(f"onnxruntime cannot quantise the ONNX model: {str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}") from None
+            raise BccError(f"onnxruntime cannot quantise the ONNX model: {first_line(exc)}") from None
         _write(ctx, path, onnx.load(quantized), "int8")
 
 

@@ -60,13 +60,21 @@ def self_check(float_predictor: KerasPredictor, artifacts: Sequence[tuple[Path, 
     return checked
 
 
+def float_problems(result: Result) -> list[str]:
+    """A float artifact is its Keras model converted: any probability further than
+    FLOAT_TOLERANCE from Keras means a broken conversion (verify applies the same rule)."""
+    if result.max_abs_diff > FLOAT_TOLERANCE:
+        return [f"float outputs differ from Keras by up to {result.max_abs_diff:.4f} (> {FLOAT_TOLERANCE})"]
+    return []
+
+
 def judge(precision: str, result: Result, confident: float | None, confident_count: int) -> list[str]:
     """Why an artifact counts as broken (empty when it is fine); see the module docstring."""
     problems = list(result.problems)
     if problems:
         return problems
-    if precision == "float32" and result.max_abs_diff > FLOAT_TOLERANCE:
-        problems.append(f"float outputs differ from Keras by up to {result.max_abs_diff:.4f} (> {FLOAT_TOLERANCE})")
+    if precision == "float32":
+        problems += float_problems(result)
     if precision == "int8" and confident is not None and confident < MIN_CONFIDENT_AGREEMENT:
         problems.append(
             f"agrees with float on only {confident:.1%} of the {confident_count} images the float model is "

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from bcc_edge import metadata, native_log
-from bcc_edge.errors import BccError
+from bcc_edge.errors import BccError, first_line
 from bcc_edge.export import normalize, standard_metadata
 from bcc_edge.export.context import ExportContext, quant_record
 from bcc_edge.fileio import write_bytes
@@ -87,7 +87,7 @@ def _convert(converter, what: str) -> bytes:
             with native_log.dropping(native_log.TENSORFLOW_NOISE):
                 return converter.convert()
     except Exception as exc:  # ConverterError and friends; the first lines name the op
-        raise BccError(f"cannot convert the model to {what}: {_summary(exc)}") from None
+        raise BccError(f"cannot convert the model to {what}: {first_line(exc, lines=3)}") from None
 
 
 def _write(ctx: ExportContext, path: Path, model: bytes, precision: str, spec: PreprocessSpec) -> None:
@@ -111,7 +111,3 @@ def io_quantization(model: bytes) -> tuple[dict, dict]:
 
     return record(inp), record(out)
 
-
-def _summary(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return " ".join(lines[:3])[:500] or type(exc).__name__
