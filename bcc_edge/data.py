@@ -503,11 +503,23 @@ def normaliser(spec: PreprocessSpec, width: int):
     return normalise
 
 
-def batch_loader(images: np.ndarray, labels: np.ndarray, spec: PreprocessSpec, augment, seed: int):
-    """A tf.data map function (batch_seed, indices) -> (float32 model input, int32 labels).
+def batch_loader(
+    images: np.ndarray,
+    labels: np.ndarray,
+    spec: PreprocessSpec,
+    augment,
+    seed: int,
+    alternative: np.ndarray | None = None,
+    alternative_share: float = 0.0,
+    soft_targets: np.ndarray | None = None,
+):
+    """A tf.data map function (batch_seed, indices) -> (float32 model input, int32 labels),
+    or (input, labels, soft targets) when `soft_targets` (N x classes) are given.
 
     The uint8 images become one in-memory tensor that batches gather from, so an epoch
-    costs no decoding and no copy of the data set.
+    costs no decoding and no copy of the data set. `alternative`: the same images decoded
+    and resized another way; each sample comes from it with probability `alternative_share`
+    (a model that has seen both is indifferent to how a client resizes).
     """
     from bcc_edge._tf import tf
 
@@ -515,14 +527,20 @@ def batch_loader(images: np.ndarray, labels: np.ndarray, spec: PreprocessSpec, a
     with tf.device("/cpu:0"):
         images_t = tf.convert_to_tensor(images)
         labels_t = tf.convert_to_tensor(np.asarray(labels, np.int32))
+        alternative_t = tf.convert_to_tensor(alternative) if alternative is not None and alternative_share > 0 else None
+        soft_t = tf.convert_to_tensor(np.asarray(soft_targets, np.float32)) if soft_targets is not None else None
     normalise = normaliser(spec, images.shape[2])
 
     def load(batch_seed, indices):
+        seed_pair = tf.stack([tf.constant(seed, tf.int64), tf.cast(batch_seed, tf.int64)])
         x = tf.gather(images_t, indices)
+        if alternative_t is not None:
+            pick = tf.random.stateless_uniform(tf.shape(indices), seed=seed_pair + [0, 1 << 40]) < alternative_share
+            x = tf.where(pick[:, None, None, None], tf.gather(alternative_t, indices), x)
         if aug.enabled:
-            seed_pair = tf.stack([tf.constant(seed, tf.int64), tf.cast(batch_seed, tf.int64)])
             x = augment_mod.augment_batch(x, seed_pair, aug, pivot=spec.mean)
-        return normalise(x), tf.gather(labels_t, indices)
+        x, y = normalise(x), tf.gather(labels_t, indices)
+        return (x, y) if soft_t is None else (x, y, tf.gather(soft_t, indices))
 
     return load
 

@@ -30,6 +30,7 @@ BAD_FILES = "bad_files.txt"
 HISTORY = "history.csv"
 CHECKPOINTS = "checkpoints"
 LAST_CHECKPOINT = f"{CHECKPOINTS}/last.keras"
+EMA_CHECKPOINT = f"{CHECKPOINTS}/ema.keras"  # with --ema: the averaged weights
 STATE = f"{CHECKPOINTS}/state.json"
 BEST = "best.keras"
 VAL_METRICS = "val_metrics.json"

@@ -72,6 +72,10 @@ class TrainConfig:
     jpeg_draft: bool = True
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # builder options (e.g. width)
     time_limit: float | None = None  # minutes of training (epoch loop) at most
+    ema: float | None = None  # decay of an exponential moving average of the weights, which is evaluated and kept
+    teacher: list[str] | None = None  # run directories whose models' predictions the training targets blend in
+    distill: float = 0.5  # weight of the teachers' predictions in the targets (with teacher)
+    resize_jitter: float = 0.0  # share of training samples decoded at full size and resized bilinearly
     cache_dir: str | None = None
     use_cache: bool = True
     strategy: str = "auto"
@@ -119,11 +123,15 @@ class TrainConfig:
         check(self.interpolation in INTERPOLATIONS, f"--interpolation must be one of {', '.join(INTERPOLATIONS)}")
         check(self.time_limit is None or self.time_limit > 0, "--time-limit must be positive (minutes)")
         check(self.threads is None or self.threads >= 1, "--threads must be positive")
+        check(self.ema is None or 0 < self.ema < 1, "--ema must be a decay in (0, 1), e.g. 0.999")
+        check(self.teacher is None or (isinstance(self.teacher, list) and all(isinstance(t, str) for t in self.teacher)), "teacher must be a list of run directories")
+        check(0 <= self.distill <= 1, "--distill must be in [0, 1]")
+        check(0 <= self.resize_jitter <= 1, "--resize-jitter must be in [0, 1]")
 
 
 _NUMERIC = {
     **dict.fromkeys(("image_size", "batch_size", "epochs", "patience", "seed", "threads"), int),
-    **dict.fromkeys(("lr", "warmup_epochs", "weight_decay", "label_smoothing", "val_fraction", "time_limit"), float),
+    **dict.fromkeys(("lr", "warmup_epochs", "weight_decay", "label_smoothing", "val_fraction", "time_limit", "ema", "distill", "resize_jitter"), float),
 }
 
 
@@ -190,6 +198,7 @@ def resume(run_dir: str | os.PathLike, *, log: Callable[[str], None] | None = No
             raise BccError(f"{len(bad)} {split} file(s) of this run can no longer be read, e.g. {bad[0][0]}: {bad[0][1]}")
         loaded.append((images, labels))
     arrays = _Arrays(*loaded[0], *loaded[1], labels=run.labels, spec=spec)
+    arrays = _extras(arrays, run.records("train"), run.path, cfg, runtime, log, progress)
     return _fit(run.path, cfg, arrays, runtime, log, progress)
 
 
@@ -204,6 +213,28 @@ class _Arrays:
     val_y: np.ndarray
     labels: list[str]
     spec: PreprocessSpec
+    train_alternative: np.ndarray | None = None  # train_x decoded the --resize-jitter way
+    soft_targets: np.ndarray | None = None  # the teachers' predictions on train_x
+
+
+def _alternative_spec(spec: PreprocessSpec) -> PreprocessSpec:
+    """--resize-jitter's second decoding: full size, then bilinear without antialiasing, as
+    MediaPipe and most OpenCV code resize (the run's own path is DCT-scaled and area-averaged)."""
+    return dataclasses.replace(spec, interpolation="bilinear", jpeg_draft=False)
+
+
+def _extras(arrays: _Arrays, records, out: Path, cfg: TrainConfig, runtime, log, progress) -> _Arrays:
+    """The --resize-jitter images and the --teacher targets of the training images."""
+    if cfg.resize_jitter > 0:
+        alternative, _, bad = data.load_arrays(records, _alternative_spec(arrays.spec), cfg.cache_dir, use_cache=cfg.use_cache, progress=progress)
+        if bad:
+            raise BccError(f"{len(bad)} training file(s) cannot be decoded at full size for --resize-jitter, e.g. {bad[0][0]}: {bad[0][1]}")
+        arrays.train_alternative = alternative
+    if cfg.teacher:
+        from bcc_edge.distill import TEACHER_TARGETS, teacher_targets
+
+        arrays.soft_targets = teacher_targets(cfg.teacher, records, arrays.labels, out / TEACHER_TARGETS, runtime.is_chief, log, progress)
+    return arrays
 
 
 def _prepare_new_run(cfg: TrainConfig, out: Path, runtime, log, progress) -> _Arrays:
@@ -250,7 +281,8 @@ def _prepare_new_run(cfg: TrainConfig, out: Path, runtime, log, progress) -> _Ar
         fileio.write_json(out / rundir.DATA, {"fingerprint": index.fingerprint, **index.summary()})
         fileio.write_text(out / rundir.BAD_FILES, "".join(f"{p}\t{r}\n" for p, r in index.bad))
         fileio.write_json(out / rundir.CONFIG, config_doc)  # last: its presence marks a started run
-    return _Arrays(*decoded["train"], *decoded["val"], labels=index.labels, spec=spec)
+    arrays = _Arrays(*decoded["train"], *decoded["val"], labels=index.labels, spec=spec)
+    return _extras(arrays, index.train, out, cfg, runtime, log, progress)
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -294,7 +326,10 @@ def _train_dataset(arrays: _Arrays, cfg: TrainConfig, runtime, steps: int, start
     from bcc_edge._tf import tf
 
     n = len(arrays.train_x)
-    load = data.batch_loader(arrays.train_x, arrays.train_y, arrays.spec, cfg.augment, cfg.seed)
+    load = data.batch_loader(
+        arrays.train_x, arrays.train_y, arrays.spec, cfg.augment, cfg.seed,
+        alternative=arrays.train_alternative, alternative_share=cfg.resize_jitter, soft_targets=arrays.soft_targets,
+    )
     global_batch = cfg.batch_size
 
     def dataset_fn(ctx):
@@ -317,17 +352,25 @@ def _train_dataset(arrays: _Arrays, cfg: TrainConfig, runtime, steps: int, start
     return runtime.strategy.distribute_datasets_from_function(dataset_fn)
 
 
-def _train_step(model, optimizer, runtime, num_classes: int, label_smoothing: float, class_weights: np.ndarray, global_batch: int):
+def _train_step(model, optimizer, runtime, num_classes: int, cfg: TrainConfig, class_weights: np.ndarray, ema_model=None):
+    """One optimizer step on the next batch. Targets: the (smoothed) labels, blended with the
+    teachers' predictions (weight cfg.distill) when the batches carry them; with `ema_model`,
+    its weights then move towards the model's by the EMA decay (warmed up over the first
+    steps as tf.train.ExponentialMovingAverage does, so early weights do not linger)."""
     from bcc_edge._tf import keras, tf
 
-    loss_fn = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing, reduction=keras.losses.Reduction.NONE)
+    loss_fn = keras.losses.CategoricalCrossentropy(reduction=keras.losses.Reduction.NONE)
     weights = tf.constant(class_weights)
     scaled = isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer)
+    smoothing, global_batch = cfg.label_smoothing, cfg.batch_size
 
-    def replica_step(x, y):
+    def replica_step(x, y, *soft):
+        target = tf.one_hot(y, num_classes) * (1.0 - smoothing) + smoothing / num_classes
+        if soft:
+            target = (1.0 - cfg.distill) * target + cfg.distill * soft[0]
         with tf.GradientTape() as tape:
             probs = model(x, training=True)
-            per_example = loss_fn(tf.one_hot(y, num_classes), probs)
+            per_example = loss_fn(target, probs)
             loss = tf.reduce_sum(per_example * tf.gather(weights, y)) / global_batch
             objective = optimizer.get_scaled_loss(loss) if scaled else loss
         grads = tape.gradient(objective, model.trainable_variables)
@@ -340,10 +383,16 @@ def _train_step(model, optimizer, runtime, num_classes: int, label_smoothing: fl
     if runtime.xla:
         replica_step = tf.function(replica_step, jit_compile=True)
     strategy = runtime.strategy
+    pairs = list(zip(ema_model.weights, model.weights)) if ema_model is not None else []
 
     @tf.function
     def step(iterator):
         loss_sum, correct = strategy.run(replica_step, args=next(iterator))
+        if pairs:
+            updates = tf.cast(optimizer.iterations, tf.float32)
+            decay = tf.minimum(cfg.ema, (1.0 + updates) / (10.0 + updates))
+            for average, value in pairs:
+                average.assign(decay * average + (1.0 - decay) * tf.cast(value, average.dtype))
         total = tf.distribute.ReduceOp.SUM
         return strategy.reduce(total, loss_sum, axis=None), strategy.reduce(total, correct, axis=None)
 
@@ -401,6 +450,7 @@ def _fmt(value) -> str:
 
 
 def _build_or_restore(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime):
+    """(model, optimizer, EMA model or None), from the run's checkpoints when there are some."""
     from bcc_edge import distribute
     from bcc_edge._tf import keras
 
@@ -408,12 +458,18 @@ def _build_or_restore(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime):
     with distribute.precision_policy(runtime), runtime.strategy.scope():
         if checkpoint.is_file():
             model = keras.models.load_model(checkpoint, compile=True)
-            return model, model.optimizer
-        keras.utils.set_random_seed(cfg.seed)
-        model = _build_model(cfg, len(arrays.labels))
-        optimizer = _optimizer(cfg, runtime)
-        model.compile(optimizer=optimizer)  # attaches the optimizer, so checkpoints carry its state
-        return model, optimizer
+            optimizer = model.optimizer
+        else:
+            keras.utils.set_random_seed(cfg.seed)
+            model = _build_model(cfg, len(arrays.labels))
+            optimizer = _optimizer(cfg, runtime)
+            model.compile(optimizer=optimizer)  # attaches the optimizer, so checkpoints carry its state
+        ema = None
+        if cfg.ema:
+            ema = _build_model(cfg, len(arrays.labels))
+            saved = out / rundir.EMA_CHECKPOINT
+            ema.set_weights(keras.models.load_model(saved, compile=False).get_weights() if saved.is_file() else model.get_weights())
+        return model, optimizer, ema
 
 
 def _build_model(cfg: TrainConfig, num_classes: int):
@@ -454,12 +510,13 @@ def _fit(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime, log, progress) -
         log(f"run already trained {start_epoch} epoch(s); nothing to do (ask for more with --epochs)")
         return RunDir(out)
 
-    model, optimizer = _build_or_restore(out, cfg, arrays, runtime)
+    model, optimizer, ema = _build_or_restore(out, cfg, arrays, runtime)
+    kept = ema if ema is not None else model  # what is evaluated and saved as best.keras
     num_classes = len(arrays.labels)
     class_weights = _class_weights(cfg, arrays.train_y, num_classes)
     with distribute.precision_policy(runtime):
-        step_fn = _train_step(model, optimizer, runtime, num_classes, cfg.label_smoothing, class_weights, global_batch)
-    evaluate = _evaluator(model, arrays, cfg.label_smoothing)
+        step_fn = _train_step(model, optimizer, runtime, num_classes, cfg, class_weights, ema)
+    evaluate = _evaluator(kept, arrays, cfg.label_smoothing)
     meet_onednn_uint8_note()
     iterator = iter(_train_dataset(arrays, cfg, runtime, steps, start_epoch, skip))
     total_steps = cfg.epochs * steps
@@ -512,14 +569,14 @@ def _fit(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime, log, progress) -
                 "seconds": seconds,
                 "images_per_second": seen / seconds,
             }
-            if book.end_epoch(row, model, lambda: _inference_copy(model, cfg, num_classes), limit_s):
+            if book.end_epoch(row, model, ema, lambda: _inference_copy(kept, cfg, num_classes), limit_s):
                 break
     except KeyboardInterrupt:
         if bar is not None:
             bar.close()
         if started is not None:  # the unfinished epoch's time counts towards --time-limit
             book.state["train_seconds"] += time.perf_counter() - started
-        book.checkpoint(model, epoch, step_in_epoch, interrupted=True)
+        book.checkpoint(model, ema, epoch, step_in_epoch, interrupted=True)
         log(f"interrupted: checkpoint saved at epoch {epoch} + {step_in_epoch} steps; continue with: bcc-edge train --resume {out}")
         raise
     finally:
@@ -542,7 +599,7 @@ class _Bookkeeping:
             self.state["wait"] = 0
         self.history = [row for row in (run.history() if run else []) if row["epoch"] <= self.state["epoch"]]
 
-    def end_epoch(self, row: dict, model, inference_copy, limit_s: float | None) -> bool:
+    def end_epoch(self, row: dict, model, ema, inference_copy, limit_s: float | None) -> bool:
         """Record a finished epoch (`row` of history.csv); True when training should stop."""
         cfg, state, epoch = self.cfg, self.state, row["epoch"]
         self.history.append(row)
@@ -560,7 +617,7 @@ class _Bookkeeping:
         stop_early = bool(cfg.patience) and state["wait"] >= cfg.patience
         # Stop when one more epoch like this one would overrun the limit.
         out_of_time = limit_s is not None and state["train_seconds"] + row["seconds"] > limit_s
-        self.checkpoint(model, epoch, 0, stopped_early=stop_early, interrupted=False)
+        self.checkpoint(model, ema, epoch, 0, stopped_early=stop_early, interrupted=False)
         self.log(
             f"epoch {epoch}/{cfg.epochs}  loss {row['loss']:.4f}  acc {row['accuracy']:.4f}  "
             f"val_loss {val_loss:.4f}  val_acc {val_acc:.4f}  lr {row['lr']:.2e}  "
@@ -574,8 +631,10 @@ class _Bookkeeping:
             return True
         return False
 
-    def checkpoint(self, model, epoch: int, step_in_epoch: int, **flags) -> None:
+    def checkpoint(self, model, ema, epoch: int, step_in_epoch: int, **flags) -> None:
         self.saver.save(model, rundir.LAST_CHECKPOINT)
+        if ema is not None:
+            self.saver.save(ema, rundir.EMA_CHECKPOINT)
         self.state.update(epoch=epoch, step_in_epoch=step_in_epoch, epochs=self.cfg.epochs, **flags)
         self.saver.write_json(rundir.STATE, self.state)
 

@@ -60,3 +60,15 @@ def test_every_training_setting_is_a_train_option():
     spelled = {"classes": "classes", "model_kwargs": "model_arg", "use_cache": "no_cache"}
     for field in dataclasses.fields(TrainConfig):
         assert spelled.get(field.name, field.name) in options, field.name
+
+
+def test_train_help_states_the_train_config_defaults():
+    from bcc_edge.commands.train import train_command
+    from bcc_edge.train import TrainConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.default not in (None, dataclasses.MISSING)}
+    stated = {k: v.split(";")[0] for k, v in stated_defaults(train_command).items() if k in defaults}
+    assert {"distill", "resize_jitter", "epochs", "patience", "interpolation"} <= set(stated)
+    for name, text in stated.items():
+        value = defaults[name]
+        assert text == ({True: "on", False: "off"}[value] if isinstance(value, bool) else str(value)), name

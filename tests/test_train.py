@@ -204,6 +204,29 @@ def test_training_learns_the_synthetic_classes(synthetic_data, tmp_path, cache):
     assert run.config["class_weight"] == "balanced"
 
 
+def test_ema_teacher_and_resize_jitter_train_and_resume(tiny_run, synthetic_data, tmp_path, cache):
+    from bcc_edge._tf import keras
+    from bcc_edge.distill import TEACHER_TARGETS
+
+    lines = []
+    cfg = _tiny(synthetic_data, tmp_path / "run", epochs=2, ema=0.9, teacher=[str(tiny_run)], distill=0.7, resize_jitter=0.5)
+    run = train(cfg, log=lines.append)
+    targets = np.load(run.path / TEACHER_TARGETS)
+    assert targets.shape == (len(run.records("train")), len(run.labels))
+    np.testing.assert_allclose(targets.sum(axis=1), 1.0, atol=1e-4)
+    assert any("teacher targets" in line for line in lines)
+    last = keras.models.load_model(run.path / "checkpoints" / "last.keras", compile=False)
+    ema = keras.models.load_model(run.path / "checkpoints" / "ema.keras", compile=False)
+    best = run.load_best_model()
+    assert not all(np.array_equal(a, b) for a, b in zip(last.get_weights(), ema.get_weights()))  # the average lags
+    if run.state["best"]["epoch"] == 2:
+        assert all(np.array_equal(a, b) for a, b in zip(best.get_weights(), ema.get_weights()))  # the average is kept
+    lines.clear()
+    resumed = resume(run.path, epochs=3, log=lines.append)
+    assert not any("predicting" in line for line in lines)  # the targets are reused
+    assert resumed.state["epoch"] == 3
+
+
 def test_refuses_to_overwrite_a_run(tiny_run):
     with pytest.raises(BccError, match="already holds a run"):
         train(_tiny("unused", tiny_run))
