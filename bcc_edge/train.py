@@ -311,7 +311,8 @@ def _optimizer(cfg: TrainConfig, runtime):
         opt = keras.optimizers.Adam(learning_rate=cfg.lr)
     else:
         opt = keras.optimizers.SGD(learning_rate=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay or None)
-    return keras.mixed_precision.LossScaleOptimizer(opt) if runtime.mixed_precision else opt
+    # float16 needs loss scaling (its small range underflows gradients); bfloat16 has float32's range
+    return keras.mixed_precision.LossScaleOptimizer(opt) if runtime.policy == "mixed_float16" else opt
 
 
 def _class_weights(cfg: TrainConfig, labels: np.ndarray, num_classes: int) -> np.ndarray:
@@ -526,7 +527,7 @@ def _fit(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime, log, progress) -
             f"training {cfg.model} ({model.count_params():,} parameters) at {cfg.image_size}px for {cfg.epochs} epochs, "
             f"{steps} steps of {global_batch}; {runtime.kind} strategy x{runtime.replicas}"
             + (f" on {runtime.gpus} GPU(s)" if runtime.gpus else " on the CPU (no GPU found)")
-            + (", mixed precision" if runtime.mixed_precision else "")
+            + (f", mixed precision ({runtime.policy.removeprefix('mixed_')})" if runtime.mixed_precision else "")
             + (", XLA" if runtime.xla else "")
         )
 

@@ -110,3 +110,15 @@ def test_tf_config_parsing(monkeypatch):
         _cluster_tasks()
     monkeypatch.delenv("TF_CONFIG")
     assert _cluster_tasks() == (0, True)
+
+
+def test_bfloat16_trains_without_loss_scaling_and_keeps_a_float32_best_model(synthetic_data, tmp_path):
+    from bcc_edge._tf import keras
+    from bcc_edge.train import TrainConfig, train
+
+    cfg = TrainConfig(data=str(synthetic_data), out=str(tmp_path / "run"), model="seed004-m1", image_size=32, batch_size=8, epochs=1, mixed_precision="bf16")
+    run = train(cfg, log=lambda m: None)
+    assert run.config["runtime"]["policy"] == "mixed_bfloat16"
+    last = keras.models.load_model(run.path / "checkpoints" / "last.keras")
+    assert not isinstance(last.optimizer, keras.mixed_precision.LossScaleOptimizer)
+    assert all(w.dtype == "float32" for w in run.load_best_model().weights)
