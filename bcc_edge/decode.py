@@ -96,7 +96,16 @@ def load_image(path: str | os.PathLike, spec: PreprocessSpec | None = None) -> n
     - The limits of the module docstring are checked before any pixel is decoded.
     Any unreadable file raises ImageDecodeError, whose `reason` says why.
     """
-    data = _read_regular_file(path)
+    return decode_bytes(_read_regular_file(path), spec, path)
+
+
+def decode_bytes(data: bytes, spec: PreprocessSpec | None = None, path: str | os.PathLike = "<bytes>") -> np.ndarray:
+    """`load_image` for an image file's bytes already in memory (an upload, a golden vector);
+    `path` names it in errors."""
+    if not data:
+        raise ImageDecodeError(path, "empty file")
+    if len(data) > MAX_FILE_BYTES:  # a file that grew while it was read, or an upload
+        raise ImageDecodeError(path, f"too large: {len(data)} bytes is over the limit of {MAX_FILE_BYTES} (MAX_FILE_BYTES)")
     fmt = next((name for name, matches in _SIGNATURES if matches(data[:12])), None)
     if fmt is None:
         raise ImageDecodeError(path, f"not an image file, or an unsupported format (supported: {', '.join(SUPPORTED_FORMATS)})")
@@ -135,10 +144,6 @@ def _read_regular_file(path: str | os.PathLike) -> bytes:
             data = file.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             raise ImageDecodeError(path, f"read error ({exc.strerror or exc})") from None
-    if not data:
-        raise ImageDecodeError(path, "empty file")
-    if len(data) > MAX_FILE_BYTES:  # it grew while we read it
-        raise ImageDecodeError(path, f"too large: over the limit of {MAX_FILE_BYTES} bytes (MAX_FILE_BYTES)")
     return data
 
 

@@ -25,11 +25,17 @@ import zipfile
 from pathlib import Path
 from typing import IO, Any, Union
 
+from bcc_edge.device.guard import guard_problems
+from bcc_edge.device.scores import calibration_problems, review_problems
+from bcc_edge.device.selftest import golden_problems
 from bcc_edge.errors import BccError, one_line
 from bcc_edge.preprocess import PreprocessSpec
 
 KEY = "bcc_edge"
-FORMAT_VERSION = 1
+# 2: logits outputs, calibrated probabilities, the review policy, golden vectors, the input
+# guard, and the integer preprocessing maths (v2 of the preprocess module). Version 1 artifacts
+# still load and behave as before (their outputs are probabilities, nothing is referred).
+FORMAT_VERSION = 2
 TFLITE_IDENTIFIER = b"TFL3"
 
 # An artifact is untrusted input: these bound what reading its document may cost and what a
@@ -44,7 +50,7 @@ MEAN_RANGE = (-1024.0, 1024.0)  # pixel units (0..255 input)
 STD_RANGE = (1e-2, 1e4)  # a smaller std blows one grey level up past any model's input range
 SCALE_RANGE = (1e-9, 1e9)
 DTYPE_RANGES = {"int8": (-128, 127), "uint8": (0, 255), "float32": (0, 0)}
-ACTIVATIONS = ("softmax",)
+ACTIVATIONS = ("softmax", "logits")
 QUANTIZATIONS = ("qat", "ptq", None)
 
 PathOrBytes = Union[str, os.PathLike, bytes, bytearray, memoryview]
@@ -90,7 +96,20 @@ def problems_in(meta: Any) -> list[str]:
     accuracy = meta.get("float_val_accuracy")
     if accuracy is not None and not (_is_number(accuracy) and 0.0 <= accuracy <= 1.0):
         problems.append(f"float_val_accuracy must be a finite number in [0, 1]; got {accuracy!r}")
-    return problems
+    return problems + _device_problems(meta)
+
+
+def _device_problems(meta: dict) -> list[str]:
+    """The entries the device acts on beside the model: calibration, review, golden, guard."""
+    labels = meta.get("labels")
+    classes = len(labels) if isinstance(labels, list) else 0
+    checks = {
+        "probabilities": lambda doc: calibration_problems(doc, classes),
+        "review": lambda doc: review_problems(doc, classes),
+        "golden": lambda doc: golden_problems(doc, classes),
+        "guard": guard_problems,
+    }
+    return [problem for key, check in checks.items() if meta.get(key) is not None for problem in check(meta[key])]
 
 
 def label_problems(labels: Any) -> list[str]:

@@ -27,6 +27,10 @@ import numpy as np
 from bcc_edge import metadata as _metadata
 from bcc_edge.backends import BACKENDS, FORMAT_OF_BACKEND, open_backend
 from bcc_edge.decode import load_image
+from bcc_edge.device.guard import Guard, features
+from bcc_edge.device.scores import Calibration, ReviewPolicy, softmax, statuses
+from bcc_edge.device.selftest import Report as SelftestReport
+from bcc_edge.device.selftest import run as run_selftest
 from bcc_edge.errors import DEFAULT_INVOKE_TIMEOUT, BccError, ModelTimeout, positive_int
 from bcc_edge.preprocess import PreprocessError, PreprocessSpec, usable_cpus
 
@@ -38,13 +42,22 @@ MAX_BATCH_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class Prediction:
-    """One classified image, or the reason it could not be classified (`error`)."""
+    """One classified image, or the reason it could not be classified (`error`).
+
+    `status`: "ok", "review" (referred to a person; `reasons` says why: low_confidence,
+    out_of_distribution) or "error"."""
 
     path: str | None
     label: str | None = None
     score: float | None = None
     top_k: tuple[tuple[str, float], ...] = ()
     error: str | None = None
+    status: str = "ok"
+    reasons: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.error is not None:
+            object.__setattr__(self, "status", "error")
 
     @property
     def ok(self) -> bool:
@@ -56,6 +69,8 @@ class Prediction:
             "label": self.label,
             "score": self.score,
             "top_k": [{"label": label, "score": score} for label, score in self.top_k],
+            "status": self.status,
+            "reasons": list(self.reasons),
             "error": self.error,
         }
 
@@ -69,6 +84,9 @@ class EdgeClassifier:
     `.provider` then says which one really ran the first inference.
     `labels` / `spec`: override the embedded metadata; both are required for a model that
     was not exported by bcc-edge.
+    `review_threshold`: refer predictions whose top-1 probability is below it, instead of the
+    artifact's policy; `review=False`: refer nothing for low confidence.
+    `guard=False`: no input guard (no `out_of_distribution` referrals).
     """
 
     def __init__(
@@ -79,6 +97,9 @@ class EdgeClassifier:
         labels: Sequence[str] | None = None,
         spec: PreprocessSpec | None = None,
         provider: str = "cpu",
+        review_threshold: float | None = None,
+        review: bool = True,
+        guard: bool = True,
     ):
         self.path = Path(path)
         if threads is not None:
@@ -101,6 +122,16 @@ class EdgeClassifier:
         self.input_spec = self.spec.with_output(self._model.input_dtype, *self._model.input_quant)
         self._check_against_model()
         self._pools: dict[int, _Workers] = {}
+        meta = self.metadata or {}
+        self.outputs_logits = (meta.get("output") or {}).get("activation") == "logits"
+        self.calibration = Calibration.from_dict(meta["probabilities"]) if self.outputs_logits and meta.get("probabilities") else None
+        if review_threshold is not None:
+            if not 0.0 <= review_threshold <= 1.0:
+                raise BccError(f"--review-threshold must be a probability in [0, 1]; got {review_threshold}")
+            self.review = ReviewPolicy(threshold=review_threshold)
+        else:
+            self.review = ReviewPolicy.from_dict(meta["review"]) if review and meta.get("review") else None
+        self.guard = Guard.from_dict(meta["guard"]) if guard and meta.get("guard") else None
 
     # ------------------------------------------------------------------ setup
 
@@ -196,13 +227,23 @@ class EdgeClassifier:
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def _probabilities(self, raw: np.ndarray) -> np.ndarray:
+        """Raw outputs -> probabilities: dequantised, and for a logits output the calibrated
+        softmax (a plain softmax without calibration)."""
         if raw.ndim < 2 or raw.shape[-1] != len(self.labels) or raw.size != len(raw) * len(self.labels):
             raise BccError(f"{self.path}: the model output has shape {list(raw.shape)}, not one score per label ({len(self.labels)})")
         scale, zero_point = self._model.output_quant
         values = raw.reshape(len(raw), -1).astype(np.float32)
         if raw.dtype != np.float32:
             values = (values - zero_point) * np.float32(scale)
-        return values
+        if not self.outputs_logits:
+            return values
+        with np.errstate(invalid="ignore", over="ignore"):  # a non-finite row becomes an error row later
+            return self.calibration.probabilities(values) if self.calibration is not None else softmax(values)
+
+    def raw_output(self, batch: np.ndarray) -> np.ndarray:
+        """The model's output tensor for a prepared batch, as the backend returns it (the
+        selftest compares these with the export's)."""
+        return self._model.run(np.ascontiguousarray(batch))
 
     def predict_proba(self, images) -> np.ndarray:
         """Decoded uint8 RGB images -> (N, classes) float32 probabilities."""
@@ -221,21 +262,50 @@ class EdgeClassifier:
         """Image files -> one Prediction each, in order; an unreadable file gets one with `.error`."""
         return list(iter_predictions(self, paths, top_k=top_k, batch_size=batch_size, workers=workers))
 
-    def to_predictions(self, probs: np.ndarray, paths: Sequence[str | None], top_k: int = 1) -> list[Prediction]:
-        """(N, classes) probabilities and their N paths -> Predictions with the top_k classes.
-        A row that is not finite (a broken or hostile model) becomes an error, never a score."""
+    def to_predictions(self, probs: np.ndarray, paths: Sequence[str | None], top_k: int = 1, unfamiliar: np.ndarray | None = None) -> list[Prediction]:
+        """(N, classes) probabilities and their N paths -> Predictions with the top_k classes and
+        their review status (`unfamiliar`: the input guard's flags, one per row). A row that is
+        not finite (a broken or hostile model) becomes an error, never a score."""
         k = check_top_k(top_k, len(self.labels))
         finite = np.isfinite(probs).all(axis=1)
         probs = np.clip(np.where(finite[:, None], probs, 0.0), 0.0, 1.0)
         order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+        referred = self.review.refer(probs) if self.review is not None else np.zeros(len(probs), bool)
+        flags = unfamiliar if unfamiliar is not None else np.zeros(len(probs), bool)
         predictions = []
-        for path, row, idx, ok in zip(paths, probs, order, finite):
+        for path, row, idx, ok, (status, reasons) in zip(paths, probs, order, finite, statuses(referred, flags)):
             if not ok:
                 predictions.append(Prediction(path, error="the model's output is not a finite number (a broken model?)"))
                 continue
             top = tuple((self.labels[j], round(float(row[j]), 6)) for j in idx)
-            predictions.append(Prediction(path, top[0][0], top[0][1], top))
+            predictions.append(Prediction(path, top[0][0], top[0][1], top, status=status, reasons=tuple(reasons)))
         return predictions
+
+    def unfamiliar(self, batch: np.ndarray) -> np.ndarray | None:
+        """The input guard's flags for a prepared batch; None without a guard."""
+        if self.guard is None or len(batch) == 0:
+            return None
+        return self.guard.flags(features(batch, *self._model.input_quant))
+
+    def selftest(self) -> SelftestReport:
+        """Run the artifact's golden vectors through this device's decode, preprocess and invoke."""
+        return run_selftest(self)
+
+    def describe(self) -> dict[str, Any]:
+        """What a report says about the model: file, backend, labels, policies."""
+        meta = self.metadata or {}
+        return {
+            "path": str(self.path),
+            "name": meta.get("model_name", self.path.stem),
+            "format": self.format,
+            "precision": self.precision,
+            "backend": self.backend,
+            "provider": self.provider,
+            "labels": list(self.labels),
+            "probabilities": self.calibration.to_dict() if self.calibration else ("softmax" if self.outputs_logits else "as output by the model"),
+            "review": self.review.to_dict() if self.review else None,
+            "guard": self.guard is not None,
+        }
 
     def load(self, path: str | os.PathLike) -> np.ndarray:
         """Decode one file the way this model's spec asks (JPEG draft decoding included)."""
@@ -332,7 +402,7 @@ def classify_chunk(classifier: EdgeClassifier, chunk: list[str], k: int) -> list
         errors.append(None)
         n += 1
     probs = classifier.invoke(batch[:n])
-    good = iter(classifier.to_predictions(probs, [p for p, e in zip(chunk, errors) if e is None], k))
+    good = iter(classifier.to_predictions(probs, [p for p, e in zip(chunk, errors) if e is None], k, classifier.unfamiliar(batch[:n])))
     return [next(good) if error is None else Prediction(path, error=error) for path, error in zip(chunk, errors)]
 
 

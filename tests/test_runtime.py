@@ -106,8 +106,14 @@ def test_predict_paths_keeps_order_and_reports_bad_files(tiny_export, images, tm
 
 def test_prediction_to_dict_has_the_row_schema():
     row = Prediction("a.jpg", "x", 0.75, (("x", 0.75), ("y", 0.25))).to_dict()
-    assert row == {"path": "a.jpg", "label": "x", "score": 0.75, "top_k": [{"label": "x", "score": 0.75}, {"label": "y", "score": 0.25}], "error": None}
-    assert Prediction("b.jpg", error="broken").to_dict()["error"] == "broken"
+    assert row == {
+        "path": "a.jpg", "label": "x", "score": 0.75, "top_k": [{"label": "x", "score": 0.75}, {"label": "y", "score": 0.25}],
+        "status": "ok", "reasons": [], "error": None,
+    }
+    failed = Prediction("b.jpg", error="broken").to_dict()
+    assert failed["error"] == "broken" and failed["status"] == "error"
+    referred = Prediction("c.jpg", "x", 0.5, (("x", 0.5),), status="review", reasons=("low_confidence",)).to_dict()
+    assert referred["status"] == "review" and referred["reasons"] == ["low_confidence"]
 
 
 def test_label_count_must_match_the_model(tiny_export):
