@@ -194,6 +194,7 @@ def preprocess_batch(list jobs, out, Target target, int threads):
                 raise ValueError("the plan does not match the image or the output size")
             js[i].plan = plan.c
             size = max(size, bcc_scratch_size(plan.c))
+        size = (size + 63) // 64 * 64  # threads' scratch on separate cache lines
         scratch = <unsigned char *>malloc(threads * size)
         if scratch == NULL:
             raise MemoryError()

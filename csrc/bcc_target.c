@@ -79,15 +79,15 @@ static int channel_line(const bcc_target *t, int c, int32_t shift, int32_t *slop
         const int32_t q = entry(t, c, p);
         /* saturated entries bound the line on one side only */
         bounded[p] = (q > lo_q ? 1 : 0) | (q < hi_q ? 2 : 0);
-        lo[p] = (int64_t)q << shift;
-        hi[p] = (((int64_t)q + 1) << shift) - 1;
+        lo[p] = q * ((int64_t)1 << shift); /* not q << shift: q may be negative */
+        hi[p] = (q + 1) * ((int64_t)1 << shift) - 1;
     }
     if (!fit_line(lo, hi, bounded, &a, &b))
         return 0;
     if (b < -BCC_INT32_ROOM || b > BCC_INT32_ROOM || 255 * a + b < -BCC_INT32_ROOM || 255 * a + b > BCC_INT32_ROOM)
         return -1; /* a smaller shift may fit */
     for (int p = 0; p < 256; p++) /* the fit is exact by construction; check it anyway, it is cheap */
-        if (saturate((p * a + b) >> shift, lo_q, hi_q) != entry(t, c, p))
+        if (saturate(floor_div(p * a + b, (int64_t)1 << shift), lo_q, hi_q) != entry(t, c, p)) /* = srai */
             return 0;
     *slope = (int32_t)a;
     *intercept = (int32_t)b;
