@@ -41,7 +41,7 @@ typedef struct {
 
 struct bcc_plan {
     int32_t in_h, in_w, out_h, out_w, channels;
-    bcc_axis rows; /* checked copy */
+    bcc_axis rows; /* checked copy; taps even, the weights past a row's count 0 */
     const bcc_run *runs;
     int32_t nruns, t_len;
     bcc_columns columns;
@@ -58,7 +58,7 @@ typedef struct {
     const char *name;
     int (*available)(void);
     /* t[dst + i] = (sum_{k < n} w[k] * src[k * stride + src + i] + 64) >> 7 over every wide run and
-     * chunk of `columns`: uint8 rows, Q14 weights summing to 16384. */
+     * chunk of `columns`: uint8 rows, Q14 weights summing to 16384, w[n] readable (0 if n is odd). */
     void (*vertical)(const uint8_t *src, ptrdiff_t stride, const int16_t *w, int32_t n, const bcc_columns *columns,
                      int16_t *t);
     /* RGB: level[3x + c] = (sum_{k < 2 * pairs} W[x][k] * t[offset[x] + 3k + c] + 2^20) >> 21 for

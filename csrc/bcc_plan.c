@@ -117,6 +117,13 @@ typedef struct {
     size_t row_start, row_count, row_weight, runs, wide, chunks, offset, pair_weight, total;
 } layout;
 
+/* The rows' taps rounded up to even: the copy pads each row with zero weights, so SIMD reads
+ * any tap pair (2j, 2j+1) of it as one int32. */
+static int32_t even_taps(const bcc_axis *rows)
+{
+    return (rows->taps + 1) / 2 * 2;
+}
+
 static size_t align_up(size_t n)
 {
     return (n + BCC_ALIGN - 1) / BCC_ALIGN * BCC_ALIGN;
@@ -133,7 +140,7 @@ static int plan_layout(const bcc_axis *rows, const bcc_axis *cols, int32_t chann
     size_t at = align_up(sizeof(bcc_plan));
     l->row_start = at, at = align_up(at + sizeof(int32_t) * rows_out);
     l->row_count = at, at = align_up(at + sizeof(int32_t) * rows_out);
-    l->row_weight = at, at = align_up(at + sizeof(int16_t) * rows_out * (size_t)rows->taps);
+    l->row_weight = at, at = align_up(at + sizeof(int16_t) * rows_out * (size_t)even_taps(rows));
     l->runs = at, at = align_up(at + sizeof(bcc_run) * (size_t)l->nruns);
     l->wide = at, at = align_up(at + sizeof(bcc_run) * (size_t)l->nwide);
     l->chunks = at, at = align_up(at + sizeof(bcc_chunk) * (size_t)l->nchunks);
@@ -166,13 +173,16 @@ const bcc_plan *bcc_plan_init(void *memory, const bcc_axis *rows, const bcc_axis
 
     memcpy(row_start, rows->start, sizeof(int32_t) * (size_t)rows->out_size);
     memcpy(row_count, rows->count, sizeof(int32_t) * (size_t)rows->out_size);
-    memcpy(row_weight, rows->weight, sizeof(int16_t) * (size_t)rows->out_size * (size_t)rows->taps);
+    const int32_t taps = even_taps(rows);
+    memset(row_weight, 0, sizeof(int16_t) * (size_t)rows->out_size * (size_t)taps);
+    for (int32_t y = 0; y < rows->out_size; y++)
+        memcpy(row_weight + (ptrdiff_t)y * taps, rows->weight + (ptrdiff_t)y * rows->taps, sizeof(int16_t) * (size_t)row_count[y]);
     plan->in_h = rows->in_size;
     plan->in_w = cols->in_size;
     plan->out_h = rows->out_size;
     plan->out_w = cols->out_size;
     plan->channels = channels;
-    plan->rows = (bcc_axis){row_start, row_count, row_weight, rows->in_size, rows->out_size, rows->taps};
+    plan->rows = (bcc_axis){row_start, row_count, row_weight, rows->in_size, rows->out_size, taps};
     int32_t nwide, nchunks;
     plan->nruns = plan_runs(cols, channels, runs, offset, &plan->t_len, &nwide, &nchunks);
     plan->runs = runs;

@@ -11,10 +11,12 @@
 
 #define AVX2 __attribute__((target("avx2")))
 
-/* A (W[k], W[k+1]) pair of int16 weights in each 32-bit lane; a tap past n has weight 0. */
-static int32_t weight_pair(const int16_t *w, int32_t n, int32_t k)
+/* The int16 weights (W[k], W[k+1]) as one int32 (x86 is little-endian): pmaddwd's operand. */
+static int32_t weight_pair(const int16_t *w, int32_t k)
 {
-    return (int32_t)(((uint32_t)(uint16_t)(k + 1 < n ? w[k + 1] : 0) << 16) | (uint16_t)w[k]);
+    int32_t pair;
+    memcpy(&pair, w + k, sizeof pair);
+    return pair;
 }
 
 /* ------------------------------------------------------------------------- SSE2 */
@@ -32,7 +34,7 @@ static __m128i sse2_blend8(const uint8_t *s, ptrdiff_t stride, const int16_t *w,
     for (int32_t k = 0; k < n; k += 2) {
         const __m128i a = _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(s + k * stride)), zero);
         const __m128i b = k + 1 < n ? _mm_unpacklo_epi8(_mm_loadl_epi64((const __m128i *)(s + (k + 1) * stride)), zero) : zero;
-        const __m128i wk = _mm_set1_epi32(weight_pair(w, n, k));
+        const __m128i wk = _mm_set1_epi32(weight_pair(w, k));
         lo = _mm_add_epi32(lo, _mm_madd_epi16(_mm_unpacklo_epi16(a, b), wk));
         hi = _mm_add_epi32(hi, _mm_madd_epi16(_mm_unpackhi_epi16(a, b), wk));
     }
@@ -101,16 +103,20 @@ static int avx2_available(void)
     return __builtin_cpu_supports("avx2");
 }
 
-/* 16 uint8 samples as int16: those of chunks c[0] and c[1]. */
-AVX2 static __m256i load2_u16(const uint8_t *s, const bcc_chunk *c)
-{
-    const __m128i lo = _mm_loadl_epi64((const __m128i *)(s + c[0].src));
-    return _mm256_cvtepu8_epi16(_mm_castpd_si128(_mm_loadh_pd(_mm_castsi128_pd(lo), (const double *)(s + c[1].src))));
-}
+#define INLINE inline __attribute__((always_inline))
 
 AVX2 static __m256i load16_u16(const uint8_t *s)
 {
     return _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)s));
+}
+
+/* 16 samples of a row as int16: 8 from `row + a` and 8 from `row + b` (b == a + 8: one load). */
+AVX2 static INLINE __m256i load_group(const uint8_t *row, int32_t a, int32_t b, int contiguous)
+{
+    if (contiguous)
+        return load16_u16(row + a);
+    const __m128i lo = _mm_loadl_epi64((const __m128i *)(row + a));
+    return _mm256_cvtepu8_epi16(_mm_castpd_si128(_mm_loadh_pd(_mm_castsi128_pd(lo), (const double *)(row + b))));
 }
 
 AVX2 static void store2(int16_t *t, const bcc_chunk *c, __m256i v)
@@ -138,59 +144,71 @@ AVX2 static void avx2_vertical2(const uint8_t *src, ptrdiff_t stride, const int1
         const bcc_run run = columns->wide[r];
         const uint8_t *a = base + run.src, *b = other + run.src;
         int16_t *d = t + run.dst;
-        for (int32_t i = 0; i < run.len; i += 16) {
-            const int32_t at = i + 16 <= run.len ? i : run.len - 16; /* the last overlaps */
-            _mm256_storeu_si256((__m256i *)(d + at), avx2_blend2(load16_u16(a + at), load16_u16(b + at), k));
+        for (int32_t i = 0; i < run.len; i += 32) { /* the last groups overlap the ones before */
+            const int32_t at0 = i < run.len - 16 ? i : run.len - 16, at1 = i + 16 < run.len - 16 ? i + 16 : run.len - 16;
+            const __m256i v0 = avx2_blend2(load16_u16(a + at0), load16_u16(b + at0), k);
+            const __m256i v1 = avx2_blend2(load16_u16(a + at1), load16_u16(b + at1), k);
+            _mm256_storeu_si256((__m256i *)(d + at0), v0);
+            _mm256_storeu_si256((__m256i *)(d + at1), v1);
         }
     }
     /* local copies: the compiler must otherwise assume that stores to t change *columns */
     const bcc_chunk *ch = columns->chunks, *end = ch + (columns->nchunks & ~1);
     for (; ch < end; ch += 2)
-        store2(t, ch, avx2_blend2(load2_u16(base, ch), load2_u16(other, ch), k));
+        store2(t, ch, avx2_blend2(load_group(base, ch[0].src, ch[1].src, 0), load_group(other, ch[0].src, ch[1].src, 0), k));
     if (columns->nchunks & 1) {
         const bcc_chunk twice[2] = {ch[0], ch[0]};
-        store2(t, twice, avx2_blend2(load2_u16(base, twice), load2_u16(other, twice), k));
+        store2(t, twice, avx2_blend2(load_group(base, ch[0].src, ch[0].src, 0), load_group(other, ch[0].src, ch[0].src, 0), k));
     }
 }
 
-/* Any number of taps over the 16 samples that `load` fetches from each row: pmaddwd on
- * (row k, row k+1) sample pairs, int32 sums. */
-#define AVX2_BLEND_N(LOAD)                                                                                           \
-    do {                                                                                                              \
-        __m256i lo = _mm256_set1_epi32(64), hi = lo;                                                                \
-        for (int32_t k = 0; k < n; k += 2) {                                                                        \
-            const uint8_t *ra = src + k * stride, *rb = ra + stride;                                                \
-            const __m256i a = LOAD(ra), b = k + 1 < n ? LOAD(rb) : _mm256_setzero_si256();                          \
-            const __m256i wk = _mm256_set1_epi32(weight_pair(w, n, k));                                             \
-            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), wk));                          \
-            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), wk));                          \
-        }                                                                                                             \
-        /* unpack and pack both work within 128-bit lanes, so the order comes back as loaded */                    \
-        v = _mm256_packs_epi32(_mm256_srai_epi32(lo, 7), _mm256_srai_epi32(hi, 7));                                 \
-    } while (0)
+/* Any number of taps, two groups of 16 samples at once (group g: a[g], b[g] as in load_group):
+ * pmaddwd on (row k, row k+1) sample pairs, int32 sums; returns (sum + 64) >> 7 as int16. */
+AVX2 static INLINE void blend_n(const uint8_t *src, ptrdiff_t stride, const int16_t *w, int32_t n, const int32_t *a,
+                                const int32_t *b, int contiguous, __m256i *out)
+{
+    __m256i lo[2], hi[2];
+    lo[0] = hi[0] = lo[1] = hi[1] = _mm256_set1_epi32(64);
+    const uint8_t *ra = src;
+    for (int32_t k = 0; k < n; k += 2, ra += 2 * stride) {
+        const uint8_t *rb = k + 1 < n ? ra + stride : ra; /* an odd last tap pairs with itself at weight 0 */
+        const __m256i wk = _mm256_set1_epi32(weight_pair(w, k));
+        for (int g = 0; g < 2; g++) {
+            const __m256i x = load_group(ra, a[g], b[g], contiguous), y = load_group(rb, a[g], b[g], contiguous);
+            lo[g] = _mm256_add_epi32(lo[g], _mm256_madd_epi16(_mm256_unpacklo_epi16(x, y), wk));
+            hi[g] = _mm256_add_epi32(hi[g], _mm256_madd_epi16(_mm256_unpackhi_epi16(x, y), wk));
+        }
+    }
+    /* unpack and pack both work within 128-bit lanes, so the order comes back as loaded */
+    for (int g = 0; g < 2; g++)
+        out[g] = _mm256_packs_epi32(_mm256_srai_epi32(lo[g], 7), _mm256_srai_epi32(hi[g], 7));
+}
 
 AVX2 static void avx2_vertical_n(const uint8_t *src, ptrdiff_t stride, const int16_t *w, int32_t n,
                                  const bcc_columns *columns, int16_t *t)
 {
     for (int32_t r = 0; r < columns->nwide; r++) {
         const bcc_run run = columns->wide[r];
-        for (int32_t i = 0; i < run.len; i += 16) {
-            const int32_t at = run.src + (i + 16 <= run.len ? i : run.len - 16); /* the last overlaps */
-            __m256i v;
-#define LOAD_RUN(row) load16_u16((row) + at)
-            AVX2_BLEND_N(LOAD_RUN);
-#undef LOAD_RUN
-            _mm256_storeu_si256((__m256i *)(t + run.dst + (at - run.src)), v);
+        for (int32_t i = 0; i < run.len; i += 32) { /* the last groups overlap the ones before */
+            const int32_t a[2] = {run.src + (i < run.len - 16 ? i : run.len - 16),
+                                  run.src + (i + 16 < run.len - 16 ? i + 16 : run.len - 16)};
+            const int32_t b[2] = {a[0] + 8, a[1] + 8};
+            __m256i v[2];
+            blend_n(src, stride, w, n, a, b, 1, v);
+            for (int g = 0; g < 2; g++)
+                _mm256_storeu_si256((__m256i *)(t + run.dst + (a[g] - run.src)), v[g]);
         }
     }
     const bcc_chunk *ch = columns->chunks;
-    for (int32_t c = 0, nchunks = columns->nchunks; c < nchunks; c += 2) {
-        const bcc_chunk two[2] = {ch[c], ch[c + 1 < nchunks ? c + 1 : c]}; /* an odd last one twice */
-        __m256i v;
-#define LOAD_TWO(row) load2_u16((row), two)
-        AVX2_BLEND_N(LOAD_TWO);
-#undef LOAD_TWO
-        store2(t, two, v);
+    for (int32_t c = 0, last = columns->nchunks - 1; c <= last; c += 4) {
+        bcc_chunk four[4]; /* past the last chunk: the last one again */
+        for (int q = 0; q < 4; q++)
+            four[q] = ch[c + q <= last ? c + q : last];
+        const int32_t a[2] = {four[0].src, four[2].src}, b[2] = {four[1].src, four[3].src};
+        __m256i v[2];
+        blend_n(src, stride, w, n, a, b, 0, v);
+        store2(t, four, v[0]);
+        store2(t, four + 2, v[1]);
     }
 }
 
