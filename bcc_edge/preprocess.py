@@ -190,7 +190,7 @@ class PreprocessSpec:
 def reference_apply(spec: PreprocessSpec, image: np.ndarray) -> np.ndarray:
     """The numpy oracle: the contract's integer formulas, written independently of the C kernel."""
     image = _check_image(image)
-    rows, cols = _tables_for(spec, image)
+    rows, cols = axis_tables(spec.size, spec.interpolation, *image.shape[:2])
     if image.shape[2] == 4:
         image = image[:, :, :3]
     in_h, in_w = image.shape[:2]
@@ -227,19 +227,16 @@ class AxisTable:
     weight: np.ndarray  # int16 (out, taps)
 
 
-def _tables_for(spec: PreprocessSpec, image: np.ndarray) -> tuple[AxisTable, AxisTable]:
-    """(vertical, horizontal) tables for resizing `image` (already checked) with `spec`."""
-    (in_h, in_w), (out_h, out_w) = image.shape[:2], spec.size
-    return axis_table(in_h, out_h, spec.interpolation, out_w > in_w), axis_table(in_w, out_w, spec.interpolation, out_h > in_h)
+def axis_tables(size: tuple[int, int], interpolation: str, in_h: int, in_w: int) -> tuple[AxisTable, AxisTable]:
+    """(vertical, horizontal) tables for resizing an in_h x in_w image to `size` (height, width)."""
+    (out_h, out_w) = size
+    return axis_table(in_h, out_h, interpolation, out_w > in_w), axis_table(in_w, out_w, interpolation, out_h > in_h)
 
 
 @functools.lru_cache(maxsize=512)
 def _kernel_plan(size: tuple[int, int], interpolation: str, in_h: int, in_w: int, channels: int):
     """The C kernel's plan (both tables in its layout), built once per geometry."""
-    (out_h, out_w) = size
-    rows = axis_table(in_h, out_h, interpolation, out_w > in_w)
-    cols = axis_table(in_w, out_w, interpolation, out_h > in_h)
-    return _kernels.Plan(rows, cols, in_h, in_w, channels)
+    return _kernels.Plan(*axis_tables(size, interpolation, in_h, in_w), in_h, in_w, channels)
 
 
 @functools.lru_cache(maxsize=512)

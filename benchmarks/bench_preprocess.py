@@ -32,7 +32,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "csrc")]
 import cflags  # noqa: E402
 
 from bcc_edge.bench.preprocess import bench_preprocess, format_report  # noqa: E402
-from bcc_edge.preprocess import PreprocessSpec, _tables_for, channel_affine, output_table, reference_apply  # noqa: E402
+from bcc_edge.preprocess import PreprocessSpec, axis_tables, channel_affine, output_table, reference_apply  # noqa: E402
 
 FLAG_SETS = {
     "-O2": ["-O2", "-ffp-contract=off"],
@@ -111,7 +111,7 @@ def simd_levels(lib: ctypes.CDLL) -> list[str]:
 def prepare(shape, spec):
     """call(lib) -> output, the reference output, and the arrays the raw pointers point into."""
     image = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
-    tables = _tables_for(spec, image)
+    tables = axis_tables(spec.size, spec.interpolation, *shape)
     axes = [Axis(t.start.ctypes.data, t.count.ctypes.data, t.weight.ctypes.data, n, *t.weight.shape) for t, n in zip(tables, shape)]
     im = Image(image.ctypes.data, *shape, 3, 1, image.strides[0], 3, 1)
     m, r = channel_affine(spec)
