@@ -52,6 +52,13 @@ struct bcc_plan {
     const int32_t *offset;
     const int16_t *pair_weight;
     int32_t pairs, padded_width;
+    /* Fused rows, for the sets that have them: RGB with at most 2 taps per output on each axis,
+     * and outputs sparse enough that blending 8 source samples per output beats blending every
+     * column once. Output x reads the 8 samples at fused_src[x] (its 3 or 6, kept inside the
+     * row), paired for pmaddwd by the pshufb mask fused_mask[16 x ..] (a missing second tap
+     * reads 0). NULL when not fused. */
+    const int32_t *fused_src;
+    const uint8_t *fused_mask;
 };
 
 typedef struct {
@@ -64,6 +71,11 @@ typedef struct {
     /* RGB: level[3x + c] = (sum_{k < 2 * pairs} W[x][k] * t[offset[x] + 3k + c] + 2^20) >> 21 for
      * x < out_w. Reads t up to 6 * pairs + 8 elements past an offset. */
     void (*horizontal)(const int16_t *t, const bcc_plan *plan, uint8_t *level);
+    /* Both passes of one row at once where plan->fused_src is set (NULL: not in this set): the
+     * vertical blend of two rows as `vertical` with w = (W0, W1), passed as base = the row of the
+     * larger weight, other = the other row and k = 2 * its weight (one row: other = base, k = 0),
+     * then `horizontal`. */
+    void (*fused)(const uint8_t *base, const uint8_t *other, int16_t k, const bcc_plan *plan, uint8_t *level);
     /* out[i] = (float)((float)level[i] - mean[i % 3]) * inv_std[i % 3], float arithmetic (n % 3 == 0). */
     void (*to_float)(const uint8_t *level, int32_t n, const bcc_target *target, float *out);
     /* out[i] = target->table[(i % 3) * 256 + level[i]] (int8 / uint8; n % 3 == 0). */

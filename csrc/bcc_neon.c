@@ -127,6 +127,6 @@ static void neon_to_bytes(const uint8_t *level, int32_t n, const bcc_target *tar
     bcc_to_bytes_scalar(level + i, n - i, target, out + i);
 }
 
-const bcc_simd bcc_simd_neon = {"neon", neon_available, neon_vertical, neon_horizontal, neon_to_float, neon_to_bytes};
+const bcc_simd bcc_simd_neon = {"neon", neon_available, neon_vertical, neon_horizontal, NULL, neon_to_float, neon_to_bytes};
 
 #endif

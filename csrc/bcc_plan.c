@@ -111,10 +111,38 @@ static void plan_weights(const bcc_axis *cols, int32_t pairs, int32_t padded_wid
         }
 }
 
+/* Whether rows fuse (bcc_kernels.h): each output blends 8 samples of each source row instead
+ * of its share of the columns, which pays when outputs are at least 2 source columns apart
+ * (measured: 1920 -> 224 fused 15% faster, 360 -> 224 fused 20% slower). */
+static int fuses(const bcc_axis *cols, int32_t channels)
+{
+    return channels == 3 && cols->taps <= 2 && cols->in_size * channels >= 8 && 2 * cols->out_size <= cols->in_size;
+}
+
+static void plan_fused(const bcc_axis *cols, int32_t padded_width, int32_t *src, uint8_t *mask)
+{
+    const int32_t row_len = 3 * cols->in_size;
+    for (int32_t x = 0; x < padded_width; x++) {
+        const int32_t at = x < cols->out_size ? x : cols->out_size - 1, first = 3 * cols->start[at];
+        src[x] = first + 8 <= row_len ? first : row_len - 8;
+        const int32_t d = first - src[x]; /* <= 2 with 2 taps, <= 5 with 1: the taps lie in the 8 */
+        uint8_t *m = mask + 16 * (ptrdiff_t)x;
+        memset(m, 0x80, 16); /* pshufb: a set high bit reads 0 */
+        for (int c = 0; c < 3; c++) {
+            m[4 * c] = (uint8_t)(2 * (d + c));
+            m[4 * c + 1] = (uint8_t)(2 * (d + c) + 1);
+            if (cols->count[at] == 2) {
+                m[4 * c + 2] = (uint8_t)(2 * (d + 3 + c));
+                m[4 * c + 3] = (uint8_t)(2 * (d + 3 + c) + 1);
+            }
+        }
+    }
+}
+
 /* Byte offsets of the plan's arrays after its header, each aligned to BCC_ALIGN. */
 typedef struct {
     int32_t nruns, nwide, nchunks, t_len, pairs, padded_width;
-    size_t row_start, row_count, row_weight, runs, wide, chunks, offset, pair_weight, total;
+    size_t row_start, row_count, row_weight, runs, wide, chunks, offset, pair_weight, fused_src, fused_mask, total;
 } layout;
 
 /* The rows' taps rounded up to even: the copy pads each row with zero weights, so SIMD reads
@@ -146,6 +174,9 @@ static int plan_layout(const bcc_axis *rows, const bcc_axis *cols, int32_t chann
     l->chunks = at, at = align_up(at + sizeof(bcc_chunk) * (size_t)l->nchunks);
     l->offset = at, at = align_up(at + sizeof(int32_t) * (size_t)l->padded_width);
     l->pair_weight = at, at = align_up(at + sizeof(int16_t) * 8 * (size_t)l->pairs * (size_t)l->padded_width);
+    const size_t fused_width = fuses(cols, channels) ? (size_t)l->padded_width : 0;
+    l->fused_src = at, at = align_up(at + sizeof(int32_t) * fused_width);
+    l->fused_mask = at, at = align_up(at + 16 * fused_width);
     l->total = at + BCC_ALIGN; /* room to align the memory itself */
     return BCC_OK;
 }
@@ -194,5 +225,14 @@ const bcc_plan *bcc_plan_init(void *memory, const bcc_axis *rows, const bcc_axis
     plan_weights(cols, l.pairs, l.padded_width, offset, pair_weight);
     plan->offset = offset;
     plan->pair_weight = pair_weight;
+    plan->fused_src = NULL;
+    plan->fused_mask = NULL;
+    if (fuses(cols, channels)) {
+        int32_t *fused_src = (int32_t *)(base + l.fused_src);
+        uint8_t *fused_mask = base + l.fused_mask;
+        plan_fused(cols, l.padded_width, fused_src, fused_mask);
+        plan->fused_src = fused_src;
+        plan->fused_mask = fused_mask;
+    }
     return plan;
 }

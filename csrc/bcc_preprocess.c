@@ -8,6 +8,8 @@
  *    straight into the output).
  * Packed uint8 images go through the SIMD kernels (bcc_kernels.h); uint16 and other layouts
  * (strided views, negative strides) take the generic scalar vertical pass, then the same rest.
+ * Where outputs are sparse (bilinear downscales by 2 or more, as a camera frame to 224), AVX2
+ * does steps 1 and 2 together per output, reading only the bytes its taps need.
  */
 #include "bcc_preprocess.h"
 
@@ -87,8 +89,8 @@ static int always(void)
     return 1;
 }
 
-static const bcc_simd simd_scalar = {"scalar", always, bcc_vertical_scalar, bcc_horizontal_scalar, bcc_to_float_scalar,
-                                     bcc_to_bytes_scalar};
+static const bcc_simd simd_scalar = {"scalar", always, bcc_vertical_scalar, bcc_horizontal_scalar, NULL,
+                                     bcc_to_float_scalar, bcc_to_bytes_scalar};
 
 /* Best first; those this CPU lacks are skipped at run time. */
 static const bcc_simd *const simd_sets[] = {
@@ -210,19 +212,27 @@ int bcc_preprocess(const bcc_image *image, const bcc_plan *plan, const bcc_targe
                        image->col_stride == image->channels;
     const int direct = target->kind == BCC_OUT_UINT8 && target->identity;
     const ptrdiff_t row_values = 3 * (ptrdiff_t)plan->out_w;
+    const int fuse = packed && ops->fused && plan->fused_src;
     for (int32_t y = 0; y < plan->out_h; y++) {
-        if (packed) {
-            const uint8_t *src = (const uint8_t *)image->pixels + (ptrdiff_t)plan->rows.start[y] * image->row_stride;
-            ops->vertical(src, image->row_stride, plan->rows.weight + (ptrdiff_t)y * plan->rows.taps, plan->rows.count[y],
-                          &plan->columns, t);
-        } else {
-            vertical_strided(image, plan, y, t);
-        }
+        const uint8_t *src = (const uint8_t *)image->pixels + (ptrdiff_t)plan->rows.start[y] * image->row_stride;
+        const int16_t *w = plan->rows.weight + (ptrdiff_t)y * plan->rows.taps;
+        const int32_t n = plan->rows.count[y];
         uint8_t *lv = direct ? (uint8_t *)out + y * row_values : level;
-        if (plan->channels == 3)
-            ops->horizontal(t, plan, lv);
-        else
-            horizontal_lanes(t, plan, plan->channels, lv);
+        if (fuse && n <= 2) {
+            const int first = w[1] <= BCC_WEIGHT_ONE / 2; /* row 0 has the larger weight (w[1] == 0 if n == 1) */
+            const uint8_t *base = first ? src : src + image->row_stride;
+            const uint8_t *other = n == 1 ? src : first ? src + image->row_stride : src;
+            ops->fused(base, other, (int16_t)(2 * (first ? w[1] : w[0])), plan, lv);
+        } else {
+            if (packed)
+                ops->vertical(src, image->row_stride, w, n, &plan->columns, t);
+            else
+                vertical_strided(image, plan, y, t);
+            if (plan->channels == 3)
+                ops->horizontal(t, plan, lv);
+            else
+                horizontal_lanes(t, plan, plan->channels, lv);
+        }
         if (target->kind == BCC_OUT_FLOAT32)
             ops->to_float(lv, (int32_t)row_values, target, (float *)out + y * row_values);
         else if (!direct)

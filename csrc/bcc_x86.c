@@ -92,7 +92,7 @@ static void sse2_to_float(const uint8_t *level, int32_t n, const bcc_target *tar
 }
 
 /* No SSE2 multiply for int32 lanes (pmulld is SSE4.1): int8/uint8 outputs use the table. */
-const bcc_simd bcc_simd_sse2 = {"sse2", sse2_available, sse2_vertical, sse2_horizontal, sse2_to_float,
+const bcc_simd bcc_simd_sse2 = {"sse2", sse2_available, sse2_vertical, sse2_horizontal, NULL, sse2_to_float,
                                 bcc_to_bytes_scalar};
 
 /* ------------------------------------------------------------------------- AVX2 */
@@ -260,6 +260,19 @@ AVX2 static inline __m256i avx2_eight_pixels(const int16_t *t, const int32_t *of
                       avx2_two_pixels(t, offset + 6, wx + 48, pairs, pair_stride));
 }
 
+/* Levels of outputs x .. x+7 (24 bytes, avx2_pack8) into the row, cut at its end. */
+AVX2 static void store_group(uint8_t *level, ptrdiff_t x, int32_t width, __m256i rgb)
+{
+    if (x + BCC_PIXEL_GROUP <= width) {
+        _mm_storeu_si128((__m128i *)(level + 3 * x), _mm256_castsi256_si128(rgb));
+        _mm_storel_epi64((__m128i *)(level + 3 * x + 16), _mm256_extracti128_si256(rgb, 1));
+    } else {
+        uint8_t last[32];
+        _mm256_storeu_si256((__m256i *)last, rgb);
+        memcpy(level + 3 * x, last, 3 * (size_t)(width - x));
+    }
+}
+
 AVX2 static void avx2_horizontal(const int16_t *t, const bcc_plan *plan, uint8_t *level)
 {
     const int32_t *offset = plan->offset, pairs = plan->pairs, width = plan->out_w;
@@ -270,14 +283,29 @@ AVX2 static void avx2_horizontal(const int16_t *t, const bcc_plan *plan, uint8_t
         const __m256i rgb = pairs == 1   ? avx2_eight_pixels(t, offset + x, pair_weight + 8 * x, 1, pair_stride)
                             : pairs == 2 ? avx2_eight_pixels(t, offset + x, pair_weight + 8 * x, 2, pair_stride)
                                          : avx2_eight_pixels(t, offset + x, pair_weight + 8 * x, pairs, pair_stride);
-        if (x + BCC_PIXEL_GROUP <= width) {
-            _mm_storeu_si128((__m128i *)(level + 3 * x), _mm256_castsi256_si128(rgb));
-            _mm_storel_epi64((__m128i *)(level + 3 * x + 16), _mm256_extracti128_si256(rgb, 1));
-        } else {
-            uint8_t last[32];
-            _mm256_storeu_si256((__m256i *)last, rgb);
-            memcpy(level + 3 * x, last, 3 * (size_t)(width - x));
-        }
+        store_group(level, x, width, rgb);
+    }
+}
+
+/* Outputs x and x+1 of a fused row: each one's 8 samples of both rows blended (avx2_blend2),
+ * paired by its mask and weighted; levels as avx2_two_pixels. */
+AVX2 static INLINE __m256i fused_two(const uint8_t *base, const uint8_t *other, __m256i k, const bcc_plan *plan, ptrdiff_t x)
+{
+    const int32_t a = plan->fused_src[x], b = plan->fused_src[x + 1];
+    const __m256i t = avx2_blend2(load_group(base, a, b, 0), load_group(other, a, b, 0), k);
+    const __m256i mask = _mm256_load_si256((const __m256i *)(plan->fused_mask + 16 * x));
+    const __m256i w = _mm256_load_si256((const __m256i *)(plan->pair_weight + 8 * x));
+    const __m256i sum = _mm256_add_epi32(_mm256_set1_epi32(1 << 20), _mm256_madd_epi16(_mm256_shuffle_epi8(t, mask), w));
+    return _mm256_srai_epi32(sum, 21);
+}
+
+AVX2 static void avx2_fused(const uint8_t *base, const uint8_t *other, int16_t k, const bcc_plan *plan, uint8_t *level)
+{
+    const __m256i k16 = _mm256_set1_epi16(k);
+    for (ptrdiff_t x = 0; x < plan->out_w; x += BCC_PIXEL_GROUP) {
+        const __m256i rgb = avx2_pack8(fused_two(base, other, k16, plan, x), fused_two(base, other, k16, plan, x + 2),
+                                       fused_two(base, other, k16, plan, x + 4), fused_two(base, other, k16, plan, x + 6));
+        store_group(level, x, plan->out_w, rgb);
     }
 }
 
@@ -329,6 +357,7 @@ AVX2 static void avx2_to_bytes(const uint8_t *level, int32_t n, const bcc_target
     bcc_to_bytes_scalar(level + i, n - i, target, out + i);
 }
 
-const bcc_simd bcc_simd_avx2 = {"avx2", avx2_available, avx2_vertical, avx2_horizontal, avx2_to_float, avx2_to_bytes};
+const bcc_simd bcc_simd_avx2 = {"avx2",         avx2_available, avx2_vertical, avx2_horizontal, avx2_fused,
+                                avx2_to_float, avx2_to_bytes};
 
 #endif
