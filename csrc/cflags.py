@@ -17,15 +17,16 @@ thread, thread CPU time, best of 7 rounds; GCC 12.2, AMD EPYC under KVM, 2 cores
 paused, other jobs running), microseconds per image; float32 outputs are 224x224 from
 363x360 (PBC) or 1080x1920, int8 128x128 from 182x180 (a DCT-downscaled PBC decode):
                                f32 363x360  int8 bilinear  int8 area  f32 1080p bilinear  f32 1080p area
-    -O2, AVX2                        48           18           27              75               458
-    -O3, AVX2                        34           13           18              59               258
-    -O3 -funroll-loops, AVX2         34           13           17              60               238
-    release, AVX2                    34           13           18              60               253
-    release, SSE2 (no AVX2)         119           40           48             132               728
-    release, scalar C               538          147          197             725              3902
+    -O2, AVX2                        52           19           27              56               459
+    -O3, AVX2                        34           13           18              51               264
+    -O3 -funroll-loops, AVX2         34           13           17              51               241
+    release, AVX2                    34           13           18              51               259
+    release, SSE2 (no AVX2)         119           42           51             134               693
+    release, scalar C               537          148          193             721              3918
 -O3 over -O2 is worth 30% (inlining and unrolling of the intrinsic kernels); -funroll-loops
-is within noise but for the 1080p area case (6%, one measurement), so it is left out. -g0: the debug information that Python's
-default CFLAGS ask for would triple the size of the wheel's shared object.
+is within noise but for the 1080p area case (7%, one measurement), so it is left out.
+-g0: the debug information that Python's default CFLAGS ask for would triple the size of the
+wheel's shared object.
 """
 
 COMPILE_ARGS = ["-O3", "-ffp-contract=off", "-g0"]
