@@ -53,8 +53,8 @@ setup(
     ext_modules=[
         Extension(
             "bcc_edge._kernels",
-            sources=["csrc/_kernels.pyx", "csrc/bcc_preprocess.c"],
-            depends=["csrc/bcc_preprocess.h", "csrc/cflags.py"],
+            sources=["csrc/_kernels.pyx", "csrc/bcc_preprocess.c", "csrc/bcc_plan.c", "csrc/bcc_target.c", "csrc/bcc_x86.c", "csrc/bcc_neon.c"],
+            depends=["csrc/bcc_preprocess.h", "csrc/bcc_kernels.h", "csrc/cflags.py"],
             include_dirs=["csrc"],
         )
     ],

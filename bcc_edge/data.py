@@ -32,7 +32,7 @@ import numpy as np
 from bcc_edge import augment as augment_mod
 from bcc_edge.errors import BccError
 from bcc_edge.decode import ImageDecodeError, load_image
-from bcc_edge.preprocess import PreprocessSpec, usable_cpus
+from bcc_edge.preprocess import PreprocessSpec, channel_affine, usable_cpus
 from bcc_edge.progress import ProgressBar
 from bcc_edge.fileio import csv_text, file_sha256, write_bytes
 
@@ -40,7 +40,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", 
 SPLITS_FILE = "splits.csv"
 SPLIT_COLUMNS = ("path", "label", "split", "sha256")
 # Bump when the cached bytes for a given spec would change (e.g. a resampling fix).
-CACHE_FORMAT = 1
+# 2: preprocessing v2 (integer Q14 resampling, see bcc_edge.preprocess).
+CACHE_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -449,9 +450,8 @@ def load_arrays(
     return images, labels, bad
 
 
-# Mean and std are stored as multiples of 1/256: then (p - mean) is exact and (p - mean) / std
-# rounds to the same float32 whether computed in float32 or (as the contract says) float64, so
-# the pipeline can normalise with one fast float32 pass and still match `spec.apply` exactly.
+# Mean and std are stored as multiples of 1/256: short, exact numbers in every JSON file, so a
+# spec reads back the same on every machine.
 _SNAP = 256
 
 
@@ -472,33 +472,22 @@ def channel_stats(images: np.ndarray) -> tuple[tuple[float, ...], tuple[float, .
 # ----------------------------------------------------------------------------- tf.data
 
 
-def normalisation_table(spec: PreprocessSpec) -> np.ndarray:
-    """(256, 3) float32: model input value for each grey level and channel, computed as the
-    preprocessing contract says ((p - mean) / std in float64, then float32)."""
+def normaliser(spec: PreprocessSpec, width: int):
+    """A TF function NHWC pixels (uint8, or float32 after augmentation) -> float32 model input:
+    float32 (x - m) * r as the preprocessing contract computes it, so it equals `spec.apply`
+    bit for bit on integer pixels (tested)."""
     if spec.output != "float32":
         raise BccError(f"the float model takes float32 input; spec output is {spec.output}")
-    grey = np.arange(256, dtype=np.float64)[:, None]
-    return ((grey - np.array(spec.mean)) / np.array(spec.std)).astype(np.float32)
-
-
-def normaliser(spec: PreprocessSpec, width: int):
-    """A TF function NHWC pixels (uint8, or float32 after augmentation) -> float32 model input,
-    equal bit for bit to `spec.apply` on integer pixels (tested)."""
     from bcc_edge._tf import tf
 
-    table = normalisation_table(spec)
-    mean, std = np.array(spec.mean), np.array(spec.std)
-    # float32 arithmetic is exact enough when it reproduces all 768 table entries (true for
-    # mean/std on the 1/256 grid, see _SNAP); otherwise compute in float64 as the contract does.
-    in_float32 = (np.arange(256, dtype=np.float32)[:, None] - mean.astype(np.float32)) / std.astype(np.float32)
-    dtype = tf.float32 if np.array_equal(in_float32, table) else tf.float64
-    mean_row = tf.constant(np.tile(mean, width)[None, :], dtype)
-    std_row = tf.constant(np.tile(std, width)[None, :], dtype)
+    m, r = channel_affine(spec)
+    mean_row = tf.constant(np.tile(m, width)[None, :])
+    inv_row = tf.constant(np.tile(r, width)[None, :])
 
     def normalise(x):
         shape = tf.shape(x)
-        rows = tf.reshape(tf.cast(x, dtype), [-1, width * 3])  # a long last axis broadcasts fast
-        return tf.reshape(tf.cast((rows - mean_row) / std_row, tf.float32), shape)
+        rows = tf.reshape(tf.cast(x, tf.float32), [-1, width * 3])  # a long last axis broadcasts fast
+        return tf.reshape((rows - mean_row) * inv_row, shape)
 
     return normalise
 

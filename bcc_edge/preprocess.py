@@ -1,23 +1,29 @@
-"""Image preprocessing shared by training and the device: decode, resize, normalise, quantise.
+"""Image preprocessing shared by training and the device: resize, normalise, quantise.
 
-THE CONTRACT (every other module relies on it; see ARCHITECTURE.md):
-  p   = resample(image) in 0..255 grey units (uint16 input is divided by 257), separable
-        weights equal to OpenCV INTER_LINEAR / INTER_AREA, accumulated in float32,
-        then rounded half-to-even to an integer grey level and clamped to 0..255;
-  x   = (p - mean[c]) / std[c]                                   (float64, cast to float32)
-  q   = saturate(round_half_even(x / scale) + zero_point)        (int8 / uint8 outputs)
-Because p is an integer, the last two steps are a 256-entry table per channel, so a cached
-resized uint8 image followed by `apply` gives exactly the bytes the fused kernel gives.
+THE CONTRACT, "preprocessing v2" (every other module relies on it; see ARCHITECTURE.md).
+Integer arithmetic up to the grey level, so every code path (scalar C, SSE2, AVX2, NEON and
+`reference_apply`, the numpy oracle) gives the same bytes on every CPU by construction:
+  W  weights per axis: the taps of OpenCV INTER_LINEAR / INTER_AREA (`axis_table`), each
+     rounded to Q14, W = rint(w * 16384), then the residue 16384 - sum(W) added to the first
+     largest W, so every output's weights sum to exactly 16384 (a flat image stays flat);
+  t  = (sum_k Wv[y, k] * s[start_y + k] + 64) >> 7          vertical pass first, uint8 s:
+     a Q7 grey level, 0..32640. uint16 s: (sum_k Wv[y, k] * s + 16448) // 32896 (/257/128,
+     rounded), so the uint16 image 257 * v gives exactly the bytes of the uint8 image v;
+  p  = (sum_k Wh[x, k] * t[start_x + k] + 2^20) >> 21        horizontal pass: grey level 0..255
+     (every sum fits int32: 32640 * 16384 < 2^31);
+  x  = float32(float32(p - m) * r)   m = float32(mean[c]), r = float32(1.0 / std[c]) with 1/std
+     in float64: two float32 operations, no fused multiply-add (numpy and TensorFlow
+     reproduce it exactly, SIMD computes it without a table);
+  q  = saturate(round_half_even(float64(x) / scale) + zero_point)   int8 / uint8 outputs.
+Grey input is replicated to 3 channels; RGBA alpha is ignored. Because p is an integer, x and
+q are a 256-entry table per channel (`output_table`), so a cached resized uint8 image
+(`resized_only()`, whose table is the identity) followed by `apply` gives exactly the bytes
+of the fused kernel. Area downscales by more than ~180x, the one case where the residue would
+make the largest weight negative, take it one unit per tap from the largest taps instead.
 
-How the pieces share the maths (so the C kernel and the numpy oracle agree bit for bit):
-- Per-axis weight tables (first source index, tap count, float32 weights per output index)
-  are computed here in numpy (float64 mirroring OpenCV's resize.cpp, cast to float32) and
-  cached; the C kernel and `reference_apply` both consume them.
-- Accumulation order is fixed: vertical pass first (source rows in order), then horizontal
-  (source columns in order), each `acc += w * x` rounded to float32 (the C code is compiled
-  with -ffp-contract=off, so no fused multiply-add changes a bit on x86-64 or aarch64).
-- For uint16 input the 1/257 is folded into the vertical weights.
-- The per-channel output tables are computed here in float64 and shared as well.
+Who computes what: the tables here in numpy (cached per source size, target size and mode);
+the C kernel (csrc/, bcc_edge._kernels) all the rest, the float32 x with SIMD arithmetic and
+q through the table (or p itself when the table is the identity).
 """
 
 from __future__ import annotations
@@ -154,21 +160,21 @@ class PreprocessSpec:
 
     def apply(self, image: np.ndarray) -> np.ndarray:
         """One HxW or HxWxC (C = 1, 3, 4) uint8/uint16 image -> (h, w, 3) array of `self.dtype`."""
-        return self.apply_batch([image], threads=1)[0]
+        # apply_batch's checks less those a fresh output and one image make moot: the
+        # microseconds they cost are a tenth of a small image's time
+        return self._fill([_check_image(image)], np.empty((1, *self.size, 3), self.dtype), 1)[0]
 
     def apply_batch(self, images, out: np.ndarray | None = None, threads: int | None = None) -> np.ndarray:
         """Images (a sequence of arrays of any sizes, or an NHWC array) -> (N, h, w, 3).
 
-        Fills `out` when given (C-contiguous, shape (N, h, w, 3), dtype `self.dtype`).
-        `threads` (default: the CPUs this process may use) images are processed at once,
-        without the GIL.
+        Fills `out` when given (C-contiguous, shape (N, h, w, 3), dtype `self.dtype`, sharing
+        no memory with the images). Up to `threads` images (default and cap: the CPUs this
+        process may use, and the number of images) are processed at once, without the GIL.
         """
         checked = _check_batch(images)
-        out = _check_out(self, out, len(checked))
-        if threads is None:
-            threads = usable_cpus()
-        elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-            raise PreprocessError(f"threads must be a positive integer; got {threads!r}")
+        return self._fill(checked, _check_out(self, out, checked), _thread_count(threads, len(checked)))
+
+    def _fill(self, checked: list[np.ndarray], out: np.ndarray, threads: int) -> np.ndarray:
         if not checked:
             return out
         if _kernels is None:
@@ -176,64 +182,70 @@ class PreprocessSpec:
             for i, image in enumerate(checked):
                 out[i] = reference_apply(self, image)
             return out
-        lut = _output_table(self)
-        jobs = [(image, *_tables_for(self, image)) for image in checked]
-        _kernels.preprocess_batch(jobs, out, lut, self.output, min(int(threads), len(checked)))
+        jobs = [(image, _kernel_plan(self.size, self.interpolation, *image.shape)) for image in checked]
+        _kernels.preprocess_batch(jobs, out, _kernel_target(self), threads)
         return out
 
 
 def reference_apply(spec: PreprocessSpec, image: np.ndarray) -> np.ndarray:
-    """The numpy oracle: same tables and the same float32 operation order as the C kernel."""
+    """The numpy oracle: the contract's integer formulas, written independently of the C kernel."""
     image = _check_image(image)
-    rows, cols = _tables_for(spec, image)
+    rows, cols = axis_tables(spec.size, spec.interpolation, *image.shape[:2])
     if image.shape[2] == 4:
         image = image[:, :, :3]
-    h, w = spec.size
-    tmp = np.zeros((h, image.shape[1], image.shape[2]), np.float32)
+    in_h, in_w = image.shape[:2]
+    tmp = np.zeros((spec.size[0], in_w, image.shape[2]), np.int64)
     for k in range(rows.weight.shape[1]):
-        # Padding taps have weight 0 (adding +0.0 changes nothing); clamp them onto a real row.
-        src = image[np.minimum(rows.start + k, image.shape[0] - 1)].astype(np.float32)
-        tmp += rows.weight[:, k, None, None] * src
-    acc = np.zeros((h, w, image.shape[2]), np.float32)
+        # Padding taps have weight 0; clamp them onto a real row.
+        tmp += rows.weight[:, k, None, None].astype(np.int64) * image[np.minimum(rows.start + k, in_h - 1)]
+    if image.dtype == np.uint8:
+        tmp = (tmp + 64) >> 7
+    else:
+        divisor = int(UINT16_TO_GREY) * 128
+        tmp = (tmp + divisor // 2) // divisor
+    acc = np.zeros((*spec.size, image.shape[2]), np.int64)
     for k in range(cols.weight.shape[1]):
-        acc += cols.weight[None, :, k, None] * tmp[:, np.minimum(cols.start + k, image.shape[1] - 1)]
-    grey = np.rint(np.clip(acc, np.float32(0), np.float32(255))).astype(np.intp)
+        acc += cols.weight[None, :, k, None].astype(np.int64) * tmp[:, np.minimum(cols.start + k, in_w - 1)]
+    grey = (acc + (1 << 20)) >> 21
     if grey.shape[2] == 1:
         grey = np.repeat(grey, 3, axis=2)
-    return _output_table(spec)[np.arange(3), grey]
+    return output_table(spec)[np.arange(3), grey]
 
 
 # ----------------------------------------------------------------------------- tables
+
+WEIGHT_ONE = 1 << 14  # Q14: every output's integer weights sum to this
 
 
 @dataclass(frozen=True)
 class AxisTable:
     """Resampling weights along one axis: output i = sum_k weight[i, k] * input[start[i] + k],
-    k < count[i]; weight is zero-padded to a common tap count."""
+    k < count[i]; weight is Q14 (each row sums to WEIGHT_ONE), zero-padded to a common tap count."""
 
     start: np.ndarray  # int32 (out,)
     count: np.ndarray  # int32 (out,)
-    weight: np.ndarray  # float32 (out, taps)
+    weight: np.ndarray  # int16 (out, taps)
 
 
-def _tables_for(spec: PreprocessSpec, image: np.ndarray) -> tuple[AxisTable, AxisTable]:
-    """(vertical, horizontal) tables for resizing `image` (already checked) with `spec`."""
-    in_h, in_w = image.shape[:2]
-    out_h, out_w = spec.size
-    divisor = UINT16_TO_GREY if image.dtype == np.uint16 else 1.0
-    rows = axis_table(in_h, out_h, spec.interpolation, out_w > in_w, divisor)
-    cols = axis_table(in_w, out_w, spec.interpolation, out_h > in_h)
-    return rows, cols
+def axis_tables(size: tuple[int, int], interpolation: str, in_h: int, in_w: int) -> tuple[AxisTable, AxisTable]:
+    """(vertical, horizontal) tables for resizing an in_h x in_w image to `size` (height, width)."""
+    (out_h, out_w) = size
+    return axis_table(in_h, out_h, interpolation, out_w > in_w), axis_table(in_w, out_w, interpolation, out_h > in_h)
 
 
 @functools.lru_cache(maxsize=512)
-def axis_table(in_size: int, out_size: int, mode: str, other_axis_upscales: bool, divisor: float = 1.0) -> AxisTable:
-    """Weights for resizing one axis from `in_size` to `out_size`, equal to OpenCV's.
+def _kernel_plan(size: tuple[int, int], interpolation: str, in_h: int, in_w: int, channels: int):
+    """The C kernel's plan (both tables in its layout), built once per geometry."""
+    return _kernels.Plan(*axis_tables(size, interpolation, in_h, in_w), in_h, in_w, channels)
+
+
+@functools.lru_cache(maxsize=512)
+def axis_table(in_size: int, out_size: int, mode: str, other_axis_upscales: bool) -> AxisTable:
+    """Weights for resizing one axis from `in_size` to `out_size`: OpenCV's, in Q14.
 
     `mode` "bilinear" is INTER_LINEAR (half-pixel centres). "area" is INTER_AREA, which uses
     true pixel-area weights only when neither axis is upscaled; otherwise OpenCV uses a
     linear-like formula on both axes (`other_axis_upscales` selects between them).
-    `divisor` divides every weight (1/257 folds uint16 -> grey level into the vertical pass).
     """
     # OpenCV derives the scale as 1 / (dst / src); mirror it, floor() sees the same values.
     inv_scale = out_size / in_size
@@ -245,13 +257,25 @@ def axis_table(in_size: int, out_size: int, mode: str, other_axis_upscales: bool
     width = max(len(w) for _, w in taps)
     start = np.array([s for s, _ in taps], np.int32)
     count = np.array([len(w) for _, w in taps], np.int32)
-    weight = np.zeros((out_size, width), np.float64)
+    weight = np.zeros((out_size, width), np.int16)
     for i, (_, w) in enumerate(taps):
-        weight[i, : len(w)] = w
-    table = AxisTable(start, count, (weight / divisor).astype(np.float32))
+        weight[i, : len(w)] = _q14(w)
+    table = AxisTable(start, count, weight)
     for a in (table.start, table.count, table.weight):
         a.flags.writeable = False  # shared through the cache
     return table
+
+
+def _q14(weights: list[float]) -> np.ndarray:
+    """Float weights (summing to ~1) -> integer weights summing to exactly WEIGHT_ONE."""
+    w = np.rint(np.array(weights) * WEIGHT_ONE).astype(np.int64)
+    residue = WEIGHT_ONE - int(w.sum())
+    first = int(np.argmax(w))
+    if w[first] + residue >= 0:
+        w[first] += residue
+    else:  # hundreds of equal small taps, each rounded up: one unit off each of the largest
+        w[np.argsort(-w, kind="stable")[:-residue]] -= 1
+    return w
 
 
 def _linear_taps(in_size: int, out_size: int, scale: float, inv_scale: float, area: bool) -> list[tuple[int, list[float]]]:
@@ -301,18 +325,29 @@ def _area_taps(in_size: int, out_size: int, scale: float) -> list[tuple[int, lis
     return taps
 
 
+def channel_affine(spec: PreprocessSpec) -> tuple[np.ndarray, np.ndarray]:
+    """(m, r) float32 per channel: the float32 output is (p - m) * r in float32 arithmetic."""
+    return np.array(spec.mean, np.float32), (1.0 / np.array(spec.std, np.float64)).astype(np.float32)
+
+
 @functools.lru_cache(maxsize=64)
-def _output_table(spec: PreprocessSpec) -> np.ndarray:
-    """(3, 256) array of spec.dtype: the output value for each channel and grey level."""
-    grey = np.arange(256, dtype=np.float64)
-    x = (grey[None, :] - np.array(spec.mean)[:, None]) / np.array(spec.std)[:, None]
+def output_table(spec: PreprocessSpec) -> np.ndarray:
+    """(3, 256) read-only array of spec.dtype: the model input for each channel and grey level."""
+    m, r = channel_affine(spec)
+    x = (np.arange(256, dtype=np.float32)[None, :] - m[:, None]) * r[:, None]
     if spec.output == "float32":
-        table = x.astype(np.float32)
+        table = x
     else:
         lo, hi = OUTPUT_RANGES[spec.output]
-        table = np.clip(np.rint(x / spec.scale) + spec.zero_point, lo, hi).astype(spec.output)
+        table = np.clip(np.rint(x.astype(np.float64) / spec.scale) + spec.zero_point, lo, hi).astype(spec.output)
     table.flags.writeable = False
     return table
+
+
+@functools.lru_cache(maxsize=64)
+def _kernel_target(spec: PreprocessSpec):
+    m, r = channel_affine(spec)
+    return _kernels.Target(spec.output, m, r, None if spec.output == "float32" else output_table(spec))
 
 
 # ----------------------------------------------------------------------------- input checks
@@ -351,8 +386,8 @@ def _check_batch(images: Any) -> list[np.ndarray]:
     return [_check_image(image) for image in images]
 
 
-def _check_out(spec: PreprocessSpec, out: Any, n: int) -> np.ndarray:
-    shape = (n, *spec.size, 3)
+def _check_out(spec: PreprocessSpec, out: Any, images: list[np.ndarray]) -> np.ndarray:
+    shape = (len(images), *spec.size, 3)
     if out is None:
         return np.empty(shape, spec.dtype)
     if not isinstance(out, np.ndarray):
@@ -361,7 +396,18 @@ def _check_out(spec: PreprocessSpec, out: Any, n: int) -> np.ndarray:
         raise PreprocessError(f"out must have shape {shape} and dtype {spec.dtype}; got {out.shape} {out.dtype}")
     if not out.flags.c_contiguous or not out.flags.writeable:
         raise PreprocessError("out must be a writeable C-contiguous array")
+    for i, image in enumerate(images):
+        if np.may_share_memory(out, image):  # the kernel would read what it has already written
+            raise PreprocessError(f"out shares memory with image {i}; pass a separate output array")
     return out
+
+
+def _thread_count(threads: Any, n: int) -> int:
+    """Threads for n images: `threads` (default: all usable CPUs), at most one per CPU and image."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1):
+        raise PreprocessError(f"threads must be a positive integer; got {threads!r}")
+    wanted = max(1, n if threads is None else min(int(threads), n))
+    return wanted if wanted == 1 else min(wanted, usable_cpus())
 
 
 def _pair_of_sizes(size: Any) -> tuple[int, int]:
@@ -409,5 +455,5 @@ def _warn_no_kernel() -> None:
             "bcc_edge._kernels is not built: preprocessing uses the numpy reference (same results, "
             "~50x slower). Reinstall bcc-edge (pip install .) or run `python setup.py build_ext --inplace`.",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )

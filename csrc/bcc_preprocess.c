@@ -1,236 +1,242 @@
 /* Fused resize + normalise (+ quantise): see bcc_preprocess.h and bcc_edge/preprocess.py.
  *
- * One output row at a time:
- * 1. vertical pass: blend the source rows into a float32 row `tmp` (a contiguous loop over
- *    width x channels, which the compiler vectorises);
- * 2. horizontal pass, per output pixel: blend 4-float vectors of `tmp` (the pixel's channels,
- *    plus one spare lane) with per-pixel weights, round to grey levels and look the outputs
- *    up in the per-channel table. The fixed 4-lane shape lets the compiler keep a pixel in
- *    one SIMD register (SSE2 or NEON) without intrinsics.
- * Every sum is `acc = w0 * x0; acc += wk * xk` in tap order, as in the numpy reference; a
- * zero-weight padding tap adds +0.0, which changes nothing.
+ * One output row at a time, after the plan (bcc_plan.c) has fixed every table:
+ * 1. vertical pass: the source rows of that output row, blended into Q7 grey levels `t` (int16),
+ *    only for the source columns some horizontal tap reads;
+ * 2. horizontal pass: blend `t` into grey levels 0..255 (`level`, 3 per pixel);
+ * 3. output: float32 from the formula, int8/uint8 from the table (uint8 identity: step 2 writes
+ *    straight into the output).
+ * Packed uint8 images go through the SIMD kernels (bcc_kernels.h); uint16 and other layouts
+ * (strided views, negative strides) take the generic scalar vertical pass, then the same rest.
+ * Where outputs are sparse (bilinear downscales by 2 or more, as a camera frame to 224), AVX2
+ * does steps 1 and 2 together per output, reading only the bytes its taps need.
  */
 #include "bcc_preprocess.h"
 
 #include <float.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "bcc_kernels.h"
 
 #if !defined(FLT_EVAL_METHOD) || FLT_EVAL_METHOD != 0
 #error "float arithmetic must be evaluated in float (SSE or NEON, not x87) for bit-exact results"
 #endif
 
-/* 1.5 * 2^23: adding and subtracting it rounds any |v| < 2^22 to an integer, half to even
- * under the default rounding mode, with two vectorisable adds (no libm call). */
-#define BCC_ROUND_MAGIC 12582912.0f
+#define BCC_UINT16_DIVISOR 32896 /* 257 * 128: uint16 sample -> Q7 grey level */
 
-/* Lookup tables are extended from 256 to 512 entries per channel (entries 256.. repeat entry
- * 255), so grey levels need no clamp: validated weights keep every sum in [0, 400]. */
-#define BCC_LOOKUP_SIZE 512
-#define BCC_MAX_LEVEL 400.0
+/* ------------------------------------------------------------------------- scalar kernels */
 
-typedef struct {
-    float v[4];
-} bcc_f4;
-
-typedef struct {
-    int32_t v[4];
-} bcc_i4;
-
-static int check_axis(const bcc_axis *axis, int32_t in_size, double *max_sum)
+/* `len` elements from src[at] on to t[to] on. */
+static void vertical_piece(const uint8_t *src, ptrdiff_t stride, const int16_t *w, int32_t n, int32_t at, int32_t to,
+                           int32_t len, int16_t *t)
 {
-    if (!axis || !axis->start || !axis->count || !axis->weight || axis->out_size <= 0 || axis->taps <= 0 || in_size <= 0)
-        return BCC_ERR_ARGS;
-    double largest = 0.0;
-    for (int32_t i = 0; i < axis->out_size; i++) {
-        const int32_t s = axis->start[i], n = axis->count[i];
-        if (n < 1 || n > axis->taps || s < 0 || s > in_size - n)
-            return BCC_ERR_ARGS;
-        double sum = 0.0;
-        for (int32_t k = 0; k < n; k++) {
-            const float w = axis->weight[(ptrdiff_t)i * axis->taps + k];
-            if (!(w >= 0.0f && w <= 1.0f)) /* also rejects NaN */
-                return BCC_ERR_ARGS;
-            sum += w;
+    for (int32_t i = 0; i < len; i++) {
+        int32_t acc = 64;
+        for (int32_t k = 0; k < n; k++)
+            acc += w[k] * src[k * stride + at + i];
+        t[to + i] = (int16_t)(acc >> 7);
+    }
+}
+
+void bcc_vertical_scalar(const uint8_t *src, ptrdiff_t stride, const int16_t *w, int32_t n, const bcc_columns *columns,
+                         int16_t *t)
+{
+    for (int32_t r = 0; r < columns->nwide; r++)
+        vertical_piece(src, stride, w, n, columns->wide[r].src, columns->wide[r].dst, columns->wide[r].len, t);
+    for (int32_t c = 0; c < columns->nchunks; c++)
+        vertical_piece(src, stride, w, n, columns->chunks[c].src, columns->chunks[c].dst, BCC_CHUNK, t);
+}
+
+/* Any number of lanes (1: grey, replicated; 3: RGB; 4: RGBA, alpha skipped): 3 levels per pixel. */
+static void horizontal_lanes(const int16_t *t, const bcc_plan *plan, int32_t lanes, uint8_t *level)
+{
+    for (int32_t x = 0; x < plan->out_w; x++) {
+        int32_t acc[3] = {1 << 20, 1 << 20, 1 << 20};
+        for (int32_t k = 0; k < 2 * plan->pairs; k++) {
+            const int32_t wk = plan->pair_weight[((ptrdiff_t)(k / 2) * plan->padded_width + x) * 8 + (k & 1)];
+            const int16_t *px = t + plan->offset[x] + k * lanes;
+            for (int c = 0; c < 3; c++)
+                acc[c] += wk * px[lanes == 1 ? 0 : c];
         }
-        largest = sum > largest ? sum : largest;
+        for (int c = 0; c < 3; c++)
+            level[3 * x + c] = (uint8_t)(acc[c] >> 21);
     }
-    *max_sum = largest;
-    return BCC_OK;
 }
 
-/* tmp[x * lanes + c] = sum_k w[k] * image[start + k][x][c] for the `lanes` leading channels.
- * `flat`: pixels are packed (col_stride == channels, channel_stride == 1), so a row is one
- * run of width * channels samples and lanes == channels. */
-#define BCC_DEFINE_VERTICAL(NAME, T)                                                              \
-    static void NAME(const bcc_image *im, const bcc_axis *rows, int32_t y, int flat, int32_t lanes, \
-                     float *restrict tmp)                                                         \
-    {                                                                                             \
-        const T *r0 = (const T *)im->pixels + rows->start[y] * im->row_stride;                   \
-        const int32_t n = rows->count[y];                                                         \
-        const float *w = rows->weight + (ptrdiff_t)y * rows->taps;                                \
-        if (flat) {                                                                               \
-            const ptrdiff_t len = (ptrdiff_t)im->width * lanes;                                   \
-            const float w0 = w[0];                                                                \
-            if (n >= 2) {                                                                         \
-                const T *r1 = r0 + im->row_stride;                                                \
-                const float w1 = w[1];                                                            \
-                for (ptrdiff_t i = 0; i < len; i++)                                               \
-                    tmp[i] = w0 * (float)r0[i] + w1 * (float)r1[i];                               \
-            } else {                                                                              \
-                for (ptrdiff_t i = 0; i < len; i++)                                               \
-                    tmp[i] = w0 * (float)r0[i];                                                   \
-            }                                                                                     \
-            for (int32_t k = 2; k < n; k++) {                                                     \
-                const T *r = r0 + k * im->row_stride;                                             \
-                const float wk = w[k];                                                            \
-                for (ptrdiff_t i = 0; i < len; i++)                                               \
-                    tmp[i] += wk * (float)r[i];                                                   \
-            }                                                                                     \
-            return;                                                                               \
-        }                                                                                         \
-        for (int32_t k = 0; k < n; k++) {                                                         \
-            const T *r = r0 + k * im->row_stride;                                                 \
-            const float wk = w[k];                                                                \
-            for (int32_t x = 0; x < im->width; x++) {                                             \
-                const T *px = r + x * im->col_stride;                                             \
-                for (int32_t c = 0; c < lanes; c++) {                                             \
-                    const float v = wk * (float)px[c * im->channel_stride];                       \
-                    tmp[x * lanes + c] = k ? tmp[x * lanes + c] + v : v;                          \
-                }                                                                                 \
-            }                                                                                     \
-        }                                                                                         \
-    }
-
-BCC_DEFINE_VERTICAL(vertical_u8, uint8_t)
-BCC_DEFINE_VERTICAL(vertical_u16, uint16_t)
-
-static inline int32_t grey_level(float v)
+void bcc_horizontal_scalar(const int16_t *t, const bcc_plan *plan, uint8_t *level)
 {
-    /* The mask cannot change a valid level (< 512); it keeps any index inside the table. */
-    return (int32_t)((v + BCC_ROUND_MAGIC) - BCC_ROUND_MAGIC) & (BCC_LOOKUP_SIZE - 1);
+    horizontal_lanes(t, plan, 3, level);
 }
 
-/* Horizontal pass: level[4x + c] = grey level of sum_k weight[k][x] * tmp[offset[k][x] + c].
- * Each tap reads 4 floats (the pixel's channels and a spare lane) with its weight replicated
- * in 4 lanes, so a pixel is one SIMD register. The two-tap case (bilinear) has its own loop. */
-static void blend_row(const float *restrict tmp, const int32_t *restrict offset, const float *restrict weight,
-                      int32_t taps, int32_t width, int32_t *restrict level)
+void bcc_to_float_scalar(const uint8_t *level, int32_t n, const bcc_target *target, float *out)
 {
-    for (int32_t x = 0; x < width; x++) {
-        bcc_f4 a, b;
-        bcc_i4 g;
-        const float *w = weight + 4 * (ptrdiff_t)x;
-        memcpy(&a, tmp + offset[x], sizeof a);
-        for (int c = 0; c < 4; c++)
-            a.v[c] = w[c] * a.v[c];
-        if (taps == 2) {
-            const float *w1 = w + 4 * (ptrdiff_t)width;
-            memcpy(&b, tmp + offset[width + x], sizeof b);
-            for (int c = 0; c < 4; c++)
-                a.v[c] += w1[c] * b.v[c];
-        } else {
-            for (int32_t k = 1; k < taps; k++) {
-                const float *wk = w + 4 * (ptrdiff_t)k * width;
-                memcpy(&b, tmp + offset[(ptrdiff_t)k * width + x], sizeof b);
-                for (int c = 0; c < 4; c++)
-                    a.v[c] += wk[c] * b.v[c];
+    for (int32_t i = 0; i < n; i++)
+        out[i] = ((float)level[i] - target->mean[i % 3]) * target->inv_std[i % 3];
+}
+
+void bcc_to_bytes_scalar(const uint8_t *level, int32_t n, const bcc_target *target, uint8_t *out)
+{
+    const uint8_t *table = target->table;
+    for (int32_t i = 0; i < n; i += 3) {
+        out[i] = table[level[i]];
+        out[i + 1] = table[256 + level[i + 1]];
+        out[i + 2] = table[512 + level[i + 2]];
+    }
+}
+
+static int always(void)
+{
+    return 1;
+}
+
+static const bcc_simd simd_scalar = {"scalar", always, bcc_vertical_scalar, bcc_horizontal_scalar, NULL,
+                                     bcc_to_float_scalar, bcc_to_bytes_scalar};
+
+/* Best first; those this CPU lacks are skipped at run time. */
+static const bcc_simd *const simd_sets[] = {
+#if defined(__x86_64__) || defined(_M_X64)
+    &bcc_simd_avx2,
+    &bcc_simd_sse2,
+#endif
+#if defined(__aarch64__)
+    &bcc_simd_neon,
+#endif
+    &simd_scalar,
+};
+#define BCC_SIMD_SETS ((int)(sizeof simd_sets / sizeof simd_sets[0]))
+
+static const bcc_simd *simd_chosen; /* NULL until the first call: the best available */
+
+static const bcc_simd *simd_available(int index)
+{
+    int seen = 0;
+    for (int i = 0; i < BCC_SIMD_SETS; i++)
+        if (simd_sets[i]->available() && seen++ == index)
+            return simd_sets[i];
+    return NULL;
+}
+
+int bcc_simd_count(void)
+{
+    int n = 0;
+    while (simd_available(n))
+        n++;
+    return n;
+}
+
+const char *bcc_simd_name(int index)
+{
+    const bcc_simd *s = simd_available(index);
+    return s ? s->name : NULL;
+}
+
+static const bcc_simd *simd(void)
+{
+    return simd_chosen ? simd_chosen : simd_available(0);
+}
+
+const char *bcc_simd_current(void)
+{
+    return simd()->name;
+}
+
+int bcc_simd_select(const char *name)
+{
+    for (int i = 0; simd_available(i); i++)
+        if (strcmp(simd_available(i)->name, name) == 0) {
+            simd_chosen = simd_available(i);
+            return BCC_OK;
+        }
+    return BCC_ERR_ARGS;
+}
+
+/* ------------------------------------------------------------------------- generic vertical */
+
+/* Any strides, uint8 or uint16 samples: t over `runs` of elements (column * lanes + channel). */
+static void vertical_strided(const bcc_image *im, const bcc_plan *plan, int32_t y, int16_t *t)
+{
+    const bcc_axis *rows = &plan->rows;
+    const bcc_run *runs = plan->runs;
+    const int32_t lanes = plan->channels;
+    const int32_t n = rows->count[y];
+    const int16_t *w = rows->weight + (ptrdiff_t)y * rows->taps;
+    const ptrdiff_t first = (ptrdiff_t)rows->start[y] * im->row_stride;
+    for (int32_t r = 0; r < plan->nruns; r++) {
+        for (int32_t i = 0; i < runs[r].len; i++) {
+            const int32_t e = runs[r].src + i;
+            const ptrdiff_t at = first + (ptrdiff_t)(e / lanes) * im->col_stride + (ptrdiff_t)(e % lanes) * im->channel_stride;
+            int32_t acc = 0;
+            if (im->bytes_per_sample == 1) {
+                const uint8_t *s = (const uint8_t *)im->pixels + at;
+                for (int32_t k = 0; k < n; k++)
+                    acc += w[k] * s[k * im->row_stride];
+                t[runs[r].dst + i] = (int16_t)((acc + 64) >> 7);
+            } else {
+                const uint16_t *s = (const uint16_t *)im->pixels + at;
+                for (int32_t k = 0; k < n; k++)
+                    acc += w[k] * s[k * im->row_stride]; /* <= 16384 * 65535 < 2^31 */
+                t[runs[r].dst + i] = (int16_t)((acc + BCC_UINT16_DIVISOR / 2) / BCC_UINT16_DIVISOR);
             }
         }
-        for (int c = 0; c < 4; c++)
-            g.v[c] = grey_level(a.v[c]);
-        memcpy(level + 4 * (ptrdiff_t)x, &g, sizeof g);
     }
 }
 
-/* out[x][c] = table[c][level[4x + c]]; grey input (colour == 0) has its level in lane 0. */
-#define BCC_DEFINE_LOOKUP(NAME, OUT_T)                                                            \
-    static void NAME(const int32_t *restrict level, int colour, int32_t width,                   \
-                     const OUT_T *restrict table, OUT_T *restrict out)                            \
-    {                                                                                             \
-        const OUT_T *t0 = table, *t1 = table + BCC_LOOKUP_SIZE, *t2 = table + 2 * BCC_LOOKUP_SIZE; \
-        const int d = colour ? 1 : 0;                                                             \
-        for (int32_t x = 0; x < width; x++) {                                                     \
-            const int32_t *g = level + 4 * (ptrdiff_t)x;                                          \
-            out[3 * x] = t0[g[0]];                                                                \
-            out[3 * x + 1] = t1[g[d]];                                                            \
-            out[3 * x + 2] = t2[g[2 * d]];                                                        \
-        }                                                                                         \
-    }
+/* ------------------------------------------------------------------------- the driver */
 
-BCC_DEFINE_LOOKUP(lookup_f32, float)
-BCC_DEFINE_LOOKUP(lookup_i8, int8_t)
-BCC_DEFINE_LOOKUP(lookup_u8, uint8_t)
-
-int bcc_preprocess(const bcc_image *image, const bcc_axis *rows, const bcc_axis *cols,
-                   bcc_output kind, const void *table, void *out)
+/* Elements past t's runs that horizontal taps past a pixel's count read (with weight 0):
+ * up to 8 * pairs with 4 lanes, 6 * pairs + 8 for a whole register with 3. */
+static size_t t_padding(const bcc_plan *plan)
 {
-    if (!image || !image->pixels || !rows || !cols || !table || !out)
-        return BCC_ERR_ARGS;
-    const int32_t ch = image->channels;
-    if ((ch != 1 && ch != 3 && ch != 4) || (image->bytes_per_sample != 1 && image->bytes_per_sample != 2) ||
-        (kind != BCC_OUT_FLOAT32 && kind != BCC_OUT_INT8 && kind != BCC_OUT_UINT8))
-        return BCC_ERR_ARGS;
-    double row_sum, col_sum;
-    if (check_axis(rows, image->height, &row_sum) != BCC_OK || check_axis(cols, image->width, &col_sum) != BCC_OK)
-        return BCC_ERR_ARGS;
-    /* Largest possible blended value, with room for float rounding: must stay below 511.5. */
-    const double max_sample = image->bytes_per_sample == 1 ? 255.0 : 65535.0;
-    if (max_sample * row_sum * col_sum > BCC_MAX_LEVEL)
+    return 8 * (size_t)plan->pairs + 16;
+}
+
+size_t bcc_scratch_size(const bcc_plan *plan)
+{
+    return sizeof(int16_t) * ((size_t)plan->t_len + t_padding(plan)) + 3 * (size_t)plan->out_w + 64;
+}
+
+int bcc_preprocess(const bcc_image *image, const bcc_plan *plan, const bcc_target *target, void *scratch, void *out)
+{
+    if (!image || !image->pixels || !plan || !target || !scratch || !out || image->height != plan->in_h ||
+        image->width != plan->in_w || image->channels != plan->channels ||
+        (image->bytes_per_sample != 1 && image->bytes_per_sample != 2) ||
+        (target->kind != BCC_OUT_FLOAT32 && target->kind != BCC_OUT_INT8 && target->kind != BCC_OUT_UINT8) ||
+        (target->kind != BCC_OUT_FLOAT32 && !target->table) || (target->linear && (target->shift < 0 || target->shift > 30)))
         return BCC_ERR_ARGS;
 
-    const int colour = ch != 1;
-    const int flat = image->channel_stride == 1 && image->col_stride == ch;
-    const int32_t lanes = flat ? ch : (colour ? 3 : 1);
-    const int32_t ow = cols->out_size, taps = cols->taps;
-    const size_t tmp_len = (size_t)image->width * (size_t)lanes + 4; /* +4: the last pixel's 4-float load */
-    const size_t table_bytes = 3 * BCC_LOOKUP_SIZE * (kind == BCC_OUT_FLOAT32 ? sizeof(float) : 1);
-    float *tmp = (float *)malloc(sizeof(float) * (tmp_len + 4 * (size_t)taps * ow) + sizeof(int32_t) * (size_t)(taps + 4) * ow + table_bytes);
-    if (!tmp)
-        return BCC_ERR_NOMEM;
-    float *weight = tmp + tmp_len;
-    int32_t *offset = (int32_t *)(weight + 4 * (size_t)taps * ow);
-    int32_t *level = offset + (size_t)taps * ow;
-    unsigned char *xtable = (unsigned char *)(level + 4 * (size_t)ow);
-
-    memset(tmp + tmp_len - 4, 0, 4 * sizeof(float));
-    for (int32_t k = 0; k < taps; k++) {
-        for (int32_t x = 0; x < ow; x++) {
-            const int used = k < cols->count[x];
-            const float w = used ? cols->weight[(ptrdiff_t)x * taps + k] : 0.0f;
-            /* A padding tap (weight 0) reads the pixel's first tap: any finite value will do. */
-            offset[(ptrdiff_t)k * ow + x] = (cols->start[x] + (used ? k : 0)) * lanes;
-            for (int c = 0; c < 4; c++)
-                weight[4 * ((ptrdiff_t)k * ow + x) + c] = w;
+    const bcc_simd *ops = simd();
+    int16_t *t = (int16_t *)scratch;
+    uint8_t *level = (uint8_t *)(t + plan->t_len + t_padding(plan));
+    memset(t + plan->t_len, 0, sizeof(int16_t) * t_padding(plan)); /* read with weight 0 */
+    const int packed = plan->packed_ok && image->bytes_per_sample == 1 && image->channel_stride == 1 &&
+                       image->col_stride == image->channels;
+    const int direct = target->kind == BCC_OUT_UINT8 && target->identity;
+    const ptrdiff_t row_values = 3 * (ptrdiff_t)plan->out_w;
+    const int fuse = packed && ops->fused && plan->fused_src;
+    for (int32_t y = 0; y < plan->out_h; y++) {
+        const uint8_t *src = (const uint8_t *)image->pixels + (ptrdiff_t)plan->rows.start[y] * image->row_stride;
+        const int16_t *w = plan->rows.weight + (ptrdiff_t)y * plan->rows.taps;
+        const int32_t n = plan->rows.count[y];
+        uint8_t *lv = direct ? (uint8_t *)out + y * row_values : level;
+        if (fuse && n <= 2) {
+            const int first = w[1] <= BCC_WEIGHT_ONE / 2; /* row 0 has the larger weight (w[1] == 0 if n == 1) */
+            const uint8_t *base = first ? src : src + image->row_stride;
+            const uint8_t *other = n == 1 ? src : first ? src + image->row_stride : src;
+            ops->fused(base, other, (int16_t)(2 * (first ? w[1] : w[0])), plan, lv);
+        } else {
+            if (packed)
+                ops->vertical(src, image->row_stride, w, n, &plan->columns, t);
+            else
+                vertical_strided(image, plan, y, t);
+            if (plan->channels == 3)
+                ops->horizontal(t, plan, lv);
+            else
+                horizontal_lanes(t, plan, plan->channels, lv);
         }
+        if (target->kind == BCC_OUT_FLOAT32)
+            ops->to_float(lv, (int32_t)row_values, target, (float *)out + y * row_values);
+        else if (!direct)
+            ops->to_bytes(lv, (int32_t)row_values, target, (uint8_t *)out + y * row_values);
     }
-    {
-        const size_t size = table_bytes / (3 * BCC_LOOKUP_SIZE);
-        const unsigned char *src = (const unsigned char *)table;
-        for (int c = 0; c < 3; c++)
-            for (int i = 0; i < BCC_LOOKUP_SIZE; i++)
-                memcpy(xtable + (c * BCC_LOOKUP_SIZE + i) * size, src + (c * 256 + (i < 256 ? i : 255)) * size, size);
-    }
-
-    const ptrdiff_t row_values = 3 * (ptrdiff_t)ow;
-    for (int32_t y = 0; y < rows->out_size; y++) {
-        if (image->bytes_per_sample == 1)
-            vertical_u8(image, rows, y, flat, lanes, tmp);
-        else
-            vertical_u16(image, rows, y, flat, lanes, tmp);
-        blend_row(tmp, offset, weight, taps, ow, level);
-        switch (kind) {
-        case BCC_OUT_FLOAT32:
-            lookup_f32(level, colour, ow, (const float *)xtable, (float *)out + y * row_values);
-            break;
-        case BCC_OUT_INT8:
-            lookup_i8(level, colour, ow, (const int8_t *)xtable, (int8_t *)out + y * row_values);
-            break;
-        case BCC_OUT_UINT8:
-            lookup_u8(level, colour, ow, (const uint8_t *)xtable, (uint8_t *)out + y * row_values);
-            break;
-        }
-    }
-    free(tmp);
     return BCC_OK;
 }

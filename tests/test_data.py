@@ -156,7 +156,7 @@ def test_channel_stats_are_exact_and_on_the_1_256_grid():
 @pytest.mark.parametrize(
     "mean,std",
     [((212.8515625, 195.13671875, 204.61328125), (40.453125, 48.20703125, 33.30859375)), ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))],
-    ids=["grid-float32-path", "imagenet-float64-path"],
+    ids=["stats-on-the-1/256-grid", "imagenet"],
 )
 def test_eval_pipeline_matches_spec_apply_bit_for_bit(mean, std):
     rng = np.random.default_rng(1)
@@ -188,9 +188,9 @@ def test_training_pipeline_shuffles_each_pass_and_drops_partial_batches():
     assert np.concatenate([y.numpy() for _, y in again]).tolist() == first.tolist()  # seeded
 
 
-def test_normalisation_table_refuses_quantised_specs():
+def test_normaliser_refuses_quantised_specs():
     with pytest.raises(BccError, match="float32"):
-        data.normalisation_table(PreprocessSpec((8, 8)).with_output("int8", 0.1, 0))
+        data.normaliser(PreprocessSpec((8, 8)).with_output("int8", 0.1, 0), 8)
 
 
 def test_fingerprint_changes_with_content(folder):

@@ -131,8 +131,10 @@ def test_apply_returns_hw3_of_the_output_dtype(output):
 
 @pytest.mark.parametrize("value", [0, 1, 77, 128, 254, 255])
 def test_constant_image_gives_the_normalised_level(value):
+    """x = float32(float32(p - m) * r), m = float32(mean), r = float32(1 / std) (1/std in float64)."""
     image = np.full((37, 41, 3), value, np.uint8)
-    expected = ((value - np.array(SPEC.mean)) / np.array(SPEC.std)).astype(np.float32)
+    m, r = np.float32(SPEC.mean), (1 / np.array(SPEC.std)).astype(np.float32)
+    expected = (np.float32(value) - m) * r
     for interpolation in preprocess.INTERPOLATIONS:
         spec = PreprocessSpec(size=(24, 20), interpolation=interpolation, mean=SPEC.mean, std=SPEC.std)
         result = spec.apply(image)
@@ -187,14 +189,16 @@ def test_grey_is_replicated_and_alpha_dropped():
     assert np.array_equal(SPEC.apply(rgba), SPEC.apply(image))
 
 
-def test_uint16_is_scaled_by_257():
+@pytest.mark.parametrize("interpolation", preprocess.INTERPOLATIONS)
+def test_uint16_is_scaled_by_257(interpolation):
+    """(sum W * 257v + 16448) // 32896 == (sum W * v + 64) >> 7: 257 * v gives the bytes of v."""
     image = rgb(24, 20)
     wide = image.astype(np.uint16) * 257
     spec = SPEC.with_output("uint8", 1.0, 0).resized_only()
     assert np.array_equal(spec.apply(wide), image)  # no resampling: exactly v
-    spec = PreprocessSpec(size=(13, 17)).resized_only()
-    diff = spec.apply(wide).astype(int) - spec.apply(image).astype(int)
-    assert np.abs(diff).max() <= 1  # resampled: ties may round the other way
+    for size in [(13, 17), (50, 7)]:
+        spec = PreprocessSpec(size=size, interpolation=interpolation, mean=SPEC.mean, std=SPEC.std)
+        assert spec.apply(wide).tobytes() == spec.apply(image).tobytes()
 
 
 def test_byte_swapped_uint16_is_accepted():
@@ -318,6 +322,27 @@ def test_bad_thread_counts_raise(threads):
         SPEC.apply_batch([rgb()], threads=threads)
 
 
+@pytest.mark.skipif(not preprocess.KERNEL_AVAILABLE, reason="bcc_edge._kernels is not built")
+def test_threads_are_capped_at_the_usable_cpus_and_the_images(monkeypatch):
+    started = []
+    kernel = preprocess._kernels.preprocess_batch
+    monkeypatch.setattr(preprocess._kernels, "preprocess_batch", lambda jobs, out, target, threads: started.append(threads) or kernel(jobs, out, target, threads))
+    images = [rgb(seed=s) for s in range(3)]
+    batch = SPEC.apply_batch(images, threads=10**6)
+    assert started == [min(3, preprocess.usable_cpus())]
+    assert np.array_equal(batch, SPEC.apply_batch(images, threads=1))
+    SPEC.apply_batch(images[:1], threads=10**6)
+    assert started[-1] == 1
+
+
+@pytest.mark.parametrize("alias", [lambda out: out[1].view(np.uint8)[:, :, :3], lambda out: out.view(np.uint8).reshape(-1)[:300].reshape(10, 10, 3)])
+def test_out_overlapping_an_image_raises(alias):
+    """The kernel would read pixels it has already overwritten: refused, not silently wrong."""
+    out = np.zeros((2, 24, 20, 3), np.float32)
+    with pytest.raises(PreprocessError, match="shares memory with image 1"):
+        SPEC.apply_batch([rgb(), alias(out)], out=out)
+
+
 @pytest.mark.parametrize("images", [np.zeros((8, 8, 3), np.uint8), "image.png", 42])
 def test_apply_batch_needs_a_list_or_nhwc_array(images):
     with pytest.raises(ValueError, match="list"):
@@ -334,7 +359,7 @@ def test_numpy_fallback_warns_once_and_matches(monkeypatch):
     monkeypatch.setattr(preprocess, "_warned_no_kernel", False)
     with pytest.warns(RuntimeWarning, match="_kernels is not built") as record:
         first = SPEC.apply_batch([image, image[:, :, 0]])
-    assert len(record) == 1
+    assert len(record) == 1 and record[0].filename == __file__  # points at the caller
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         second = SPEC.apply(image)

@@ -8,7 +8,7 @@ Run from the project root with the project's dev install active. Steps:
      with aarch64 wheels of the base + [edge] dependencies pinned to the versions installed
      on the host (../shared/tools/aarch64/setup-sysroot.sh; reused while the pins match);
   2. `bcc_edge._kernels` cross-compiled from csrc/ with the release flags of csrc/cflags.py
-     (x86-only flags dropped; the source has no intrinsics, GCC vectorises it with NEON);
+     (x86-only flags dropped; csrc/bcc_neon.c holds the NEON row kernels, the rest is plain C);
   3. a tiny model trained and exported on the host (or --export), then on each emulated CPU:
      the C kernel against `reference_apply` and against the x86_64 kernel on random shapes,
      `EdgeClassifier` on every artifact against the x86_64 probabilities, and
@@ -644,6 +644,8 @@ def check_environment(env: dict, guest: GuestEnv, stage: Path) -> Cell:
         return Cell(False, f"FAIL: machine {env['machine']}")
     if not env["kernel"] or not env["kernel"].startswith(str(stage)) or "aarch64" not in env["kernel"]:
         return Cell(False, f"FAIL: kernel {env['kernel']}")
+    if env["simd"] != "neon":
+        return Cell(False, f"FAIL: the kernel runs {env['simd']}, not its NEON path")
     from packaging.utils import canonicalize_name
 
     wrong = [f"{n} {v}" for n, v in env["versions"].items() if v != guest.pins.get(canonicalize_name(n))]
@@ -678,8 +680,8 @@ def summary(guest: GuestEnv, build: CrossBuild, inputs: Inputs, host: dict[str, 
         "outputs" + ("" if distinct > 1 else " (WARNING: constant output, the classifier rows prove little)"),
         f"bcc_edge._kernels cross-built: {build.compiler} {' '.join(build.compile_flags)}",
         f"  link: {' '.join(build.link_flags)}; x86-only flags dropped: {dropped}",
-        f"  vectorisation: portable C (no intrinsics); GCC auto-vectorised {build.vectorised_loops} loops "
-        "of csrc/bcc_preprocess.c with Advanced SIMD (NEON), the aarch64 baseline (armv8-a)",
+        "  vectorisation: NEON intrinsics (csrc/bcc_neon.c; Advanced SIMD is the aarch64 baseline, armv8-a), "
+        f"and GCC auto-vectorised {build.vectorised_loops} loops of the plain C in csrc/",
     ])
 
 

@@ -42,6 +42,7 @@ def environment() -> dict:
         "python": platform.python_version(),
         "versions": versions,
         "kernel": preprocess._kernels.__file__ if preprocess.KERNEL_AVAILABLE else None,
+        "simd": preprocess._kernels.simd() if preprocess.KERNEL_AVAILABLE else None,
     }
 
 

@@ -1,4 +1,5 @@
-"""`bcc-edge bench preprocess`: the C kernel against OpenCV and Pillow, ratios from one run."""
+"""`bcc-edge bench preprocess`: the C kernel against OpenCV (tuned, dnn, naive), Pillow and the
+memory floor, ratios from one run."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ def bench_preprocess_command(
     rounds: int = typer.Option(5, "--rounds", min=1, help="Interleaved rounds per case; each contender keeps its best."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
-    """Microseconds per image: fused C resize+normalise vs OpenCV and Pillow (+ numpy normalise)."""
+    """Microseconds per image: fused C resize+normalise vs tuned OpenCV, cv2.dnn.blobFromImage, OpenCV and Pillow + numpy, and the memory floor."""
     from bcc_edge.bench.preprocess import bench_preprocess, format_report
 
     log = None if as_json else (lambda message: typer.echo(message, err=True))
