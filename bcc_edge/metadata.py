@@ -210,31 +210,42 @@ def set_tflite_entry(model_bytes: bytes, name: str, payload: bytes, files: dict[
     in place (its buffer reused), so re-embedding never grows the model with orphaned buffers.
     The archive of associated files some clients read after the flatbuffer is kept, or
     replaced by `files` when given."""
-    import flatbuffers
     import numpy as np
+
+    def edit(model, schema) -> None:
+        data = np.frombuffer(payload, dtype=np.uint8)
+        model.buffers = model.buffers or []
+        model.metadata = model.metadata or []
+        existing = [m for m in model.metadata if _as_str(m.name) == name]
+        if existing:
+            model.buffers[existing[0].buffer].data = data
+        else:
+            buffer = schema.BufferT()
+            buffer.data = data
+            model.buffers.append(buffer)
+            entry = schema.MetadataT()
+            entry.name = name
+            entry.buffer = len(model.buffers) - 1
+            model.metadata.append(entry)
+
+    return repack_tflite(model_bytes, edit, files, extra=len(payload))
+
+
+def repack_tflite(model_bytes: bytes, edit, files: dict[str, bytes] | None = None, extra: int = 0) -> bytes:
+    """The model after `edit(model, schema)` changed its object tree (LiteRT's generated
+    schema), packed again; the archive appended to it is kept, or replaced by `files`."""
+    import flatbuffers
     from ai_edge_litert import schema_py_generated as schema
 
     model_bytes = bytes(model_bytes)
     _check_tflite_identifier(model_bytes, "model")
     files = appended_files(model_bytes) if files is None else files
-    data = np.frombuffer(payload, dtype=np.uint8)
     model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(model_bytes, 0))
-    model.buffers = model.buffers or []
-    model.metadata = model.metadata or []
-    existing = [m for m in model.metadata if _as_str(m.name) == name]
-    if existing:
-        model.buffers[existing[0].buffer].data = data
-    else:
-        buffer = schema.BufferT()
-        buffer.data = data
-        model.buffers.append(buffer)
-        entry = schema.MetadataT()
-        entry.name = name
-        entry.buffer = len(model.buffers) - 1
-        model.metadata.append(entry)
-    builder = flatbuffers.Builder(len(model_bytes) + len(payload) + 4096)
+    edit(model, schema)
+    builder = flatbuffers.Builder(len(model_bytes) + extra + 4096)
     builder.Finish(model.Pack(builder), file_identifier=TFLITE_IDENTIFIER)
-    return append_files(bytes(builder.Output()), files) if files else bytes(builder.Output())
+    packed = bytes(builder.Output())
+    return append_files(packed, files) if files else packed
 
 
 def appended_files(data: bytes) -> dict[str, bytes]:

@@ -105,3 +105,66 @@ def max_abs_diff(probs_a, probs_b) -> float:
     if a.size == 0:
         raise ValueError("cannot compare empty probability arrays")
     return float(np.max(np.abs(a - b)))
+
+
+# ----------------------------------------------------------------------------- probabilities
+
+ECE_BINS = 15
+
+
+def reliability(probs: np.ndarray, y_true, bins: int = ECE_BINS) -> dict:
+    """Top-1 confidence against accuracy in `bins` equal-width bins of (0, 1]: per bin the
+    image count, mean confidence and accuracy (None where empty), and the expected calibration
+    error: the count-weighted mean |accuracy - confidence|."""
+    probs = np.asarray(probs, np.float64)
+    y = _as_labels(y_true)
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == y
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    # (lo, hi] bins: the same as np.digitize(right=True), with a confidence of 0 in the first
+    index = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
+    counts, mean_conf, accuracy, ece = [], [], [], 0.0
+    for b in range(bins):
+        inside = index == b
+        n = int(inside.sum())
+        counts.append(n)
+        mean_conf.append(float(confidence[inside].mean()) if n else None)
+        accuracy.append(float(correct[inside].mean()) if n else None)
+        if n:
+            ece += n / len(y) * abs(accuracy[-1] - mean_conf[-1])
+    return {"bins": bins, "counts": counts, "confidence": mean_conf, "accuracy": accuracy, "ece": ece}
+
+
+def nll(probs: np.ndarray, y_true) -> float:
+    """Mean negative log-likelihood of the true class (probabilities floored at 1e-12)."""
+    probs = np.asarray(probs, np.float64)
+    y = _as_labels(y_true)
+    return float(-np.log(np.clip(probs[np.arange(len(y)), y], 1e-12, 1.0)).mean())
+
+
+def brier(probs: np.ndarray, y_true) -> float:
+    """Mean over images of the squared distance between the probabilities and the one-hot truth."""
+    probs = np.asarray(probs, np.float64)
+    y = _as_labels(y_true)
+    onehot = np.zeros_like(probs)
+    onehot[np.arange(len(y)), y] = 1.0
+    return float(((probs - onehot) ** 2).sum(axis=1).mean())
+
+
+def risk_coverage(probs: np.ndarray, y_true) -> dict:
+    """Accuracy on the images kept when the least confident are referred, for every coverage:
+    images sorted by top-1 confidence, most confident first; `coverage[i]` and `accuracy[i]`
+    for the first i + 1 of them (what a referral threshold at that confidence keeps)."""
+    probs = np.asarray(probs, np.float64)
+    y = _as_labels(y_true)
+    order = np.argsort(-probs.max(axis=1), kind="stable")
+    correct = (probs.argmax(axis=1) == y)[order]
+    kept = np.arange(1, len(y) + 1)
+    return {"coverage": (kept / len(y)).tolist(), "accuracy": (np.cumsum(correct) / kept).tolist()}
+
+
+def recall_per_class(y_true, y_pred, num_classes: int) -> list[float | None]:
+    """Recall of each class (None for a class with no images)."""
+    cm = confusion_matrix(y_true, y_pred, num_classes)
+    support = cm.sum(axis=1)
+    return [float(cm[i, i] / support[i]) if support[i] else None for i in range(num_classes)]

@@ -116,8 +116,23 @@ def _head(x, num_classes: int, dense: tuple[int, ...] = (), dropout: float = 0.5
             x = layers.Dropout(dropout, name=f"fc{i + 1}_dropout")(x)
     if not dense and dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
-    x = layers.Dense(num_classes, name="logits")(x)
+    x = layers.Dense(num_classes, name=LOGITS_LAYER)(x)
     return layers.Activation("softmax", dtype="float32", name="probs")(x)
+
+
+LOGITS_LAYER = "logits"  # the last Dense layer of every registry model; a softmax follows it
+
+
+def logits_model(model):
+    """The same model (sharing its weights) ending at the logits: the input of its final
+    softmax layer (the registry's models: the Dense named LOGITS_LAYER)."""
+    from bcc_edge._tf import keras
+
+    last = model.layers[-1]
+    is_softmax = isinstance(last, keras.layers.Softmax) or getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
+    if not is_softmax or isinstance(last, keras.layers.Dense):
+        raise BccError(f"model {model.name!r} does not end in a softmax layer whose input could be exported as its logits")
+    return keras.Model(model.input, last.input, name=model.name)
 
 
 def _model(inputs, outputs, name: str):

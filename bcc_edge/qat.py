@@ -105,8 +105,10 @@ def finetune(
     lr: float = DEFAULT_QAT_LR,
     label_smoothing: float = 0.0,
     log: Callable[[str], None] | None = None,
+    from_logits: bool = False,
 ) -> dict[str, Any]:
     """Fine-tune a `quantize_for_training` model in float32; returns the last epoch's logs.
+    `from_logits`: the model outputs logits (an export's INT8 models do), not probabilities.
 
     `train_ds` yields (float32 images, int labels) batches and repeats (steps_per_epoch bounds
     each epoch), so one iterator serves every epoch.
@@ -116,7 +118,7 @@ def finetune(
     num_classes = int(qat_model.output_shape[-1])
     qat_model.compile(
         optimizer=keras.optimizers.Adam(lr),
-        loss=_sparse_smoothed_loss(num_classes, label_smoothing),
+        loss=_sparse_smoothed_loss(num_classes, label_smoothing, from_logits),
         metrics=["accuracy"],
     )
     callbacks: list = [_CosineLR(cosine_schedule(lr, epochs * steps_per_epoch)), keras.callbacks.TerminateOnNaN()]
@@ -132,10 +134,10 @@ def finetune(
     return last
 
 
-def _sparse_smoothed_loss(num_classes: int, label_smoothing: float):
+def _sparse_smoothed_loss(num_classes: int, label_smoothing: float, from_logits: bool = False):
     if not label_smoothing:
-        return keras.losses.SparseCategoricalCrossentropy()
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing, from_logits=from_logits)
 
     def smoothed(y_true, y_pred):
         return loss(tf.one_hot(tf.cast(tf.reshape(y_true, [-1]), tf.int32), num_classes), y_pred)

@@ -209,6 +209,11 @@ class EdgeClassifier:
 
     def invoke(self, batch: np.ndarray) -> np.ndarray:
         """A prepared batch (N, h, w, 3) in the model's input dtype -> (N, classes) float32 probabilities."""
+        return self._probabilities(self.outputs(batch))
+
+    def outputs(self, batch: np.ndarray) -> np.ndarray:
+        """The model's outputs for a prepared batch, dequantised: (N, classes) float32 logits
+        for an artifact that outputs logits, probabilities for one that ends in a softmax."""
         expected = (*self.input_spec.size, 3)
         if batch.ndim != 4 or batch.shape[1:] != expected or batch.dtype != self.input_spec.dtype:
             raise PreprocessError(
@@ -223,18 +228,21 @@ class EdgeClassifier:
             n = len(part)
             if self._model.fixed_batch and n < step:  # a fixed batch dimension cannot shrink: pad
                 part = np.concatenate([part, np.repeat(part[-1:], step - n, axis=0)])
-            parts.append(self._probabilities(self._model.run(np.ascontiguousarray(part)))[:n])
+            parts.append(self._dequantised(self._model.run(np.ascontiguousarray(part)))[:n])
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def _probabilities(self, raw: np.ndarray) -> np.ndarray:
-        """Raw outputs -> probabilities: dequantised, and for a logits output the calibrated
-        softmax (a plain softmax without calibration)."""
+    def _dequantised(self, raw: np.ndarray) -> np.ndarray:
         if raw.ndim < 2 or raw.shape[-1] != len(self.labels) or raw.size != len(raw) * len(self.labels):
             raise BccError(f"{self.path}: the model output has shape {list(raw.shape)}, not one score per label ({len(self.labels)})")
         scale, zero_point = self._model.output_quant
         values = raw.reshape(len(raw), -1).astype(np.float32)
         if raw.dtype != np.float32:
             values = (values - zero_point) * np.float32(scale)
+        return values
+
+    def _probabilities(self, values: np.ndarray) -> np.ndarray:
+        """Dequantised outputs -> probabilities: for a logits output the calibrated softmax (a
+        plain softmax without calibration)."""
         if not self.outputs_logits:
             return values
         with np.errstate(invalid="ignore", over="ignore"):  # a non-finite row becomes an error row later

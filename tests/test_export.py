@@ -65,7 +65,13 @@ def test_metadata_round_trips(tiny_export, tiny_run, name):
     assert meta["model_name"] == "bcc-small" and meta["toolkit_version"]
     assert meta["data_fingerprint"] == run.fingerprint
     assert meta["float_val_accuracy"] == pytest.approx(run.float_val_accuracy)
-    assert meta["output"]["activation"] == "softmax"
+    # bcc-edge's own artifacts output logits the device calibrates; those for other clients end
+    # in a softmax that took the fitted temperature.
+    assert meta["output"]["activation"] == ("softmax" if name in RAW_INPUT else "logits")
+    assert meta["probabilities"]["method"] in ("temperature", "vector") and meta["probabilities"].get("in_graph", False) == (name in RAW_INPUT)
+    assert set(meta["review"]) >= {"coverage", "accepted_accuracy", "target"} and meta["review"]["target"] == 0.998
+    assert meta["guard"]["features"] == "image-stats-1" and meta["guard"]["threshold"] > 0
+    assert 1 <= len(meta["golden"]["images"]) <= 3
     assert meta["input"]["shape"] == [1, *run.spec.size, 3]
     if precision == "int8":
         assert meta["quantization"] == "qat"
@@ -107,16 +113,20 @@ def test_int8_onnx_is_static_per_channel_qdq(tiny_export):
 
 
 def test_artifacts_agree_with_the_float_model(tiny_export, tiny_run):
+    from bcc_edge.device.scores import Calibration
     from bcc_edge.keras_predictor import KerasPredictor
+    from bcc_edge.models import logits_model
 
     run = RunDir(tiny_run)
     images, _, bad = load_arrays(run.records("val"), run.spec)
     assert not bad
-    reference = KerasPredictor.from_run(run).predict_proba(images)
+    logits = KerasPredictor(logits_model(run.load_best_model()), run.spec, run.labels).predict_proba(images)
     for name, (_, precision) in ARTIFACTS.items():
         classifier = EdgeClassifier(tiny_export / name)
         assert classifier.precision == precision and classifier.labels == run.labels
         probs = classifier.predict_proba(images)
+        # the float model's logits, calibrated the way this artifact is
+        reference = Calibration.from_dict(classifier.metadata["probabilities"]).probabilities(logits)
         assert probs.shape == reference.shape and np.all(np.isfinite(probs))
         # Float conversions are exact up to kernel rounding; INT8 within quantisation error.
         assert np.abs(probs - reference).max() < (1e-3 if precision == "float32" else 0.5)

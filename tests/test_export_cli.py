@@ -152,7 +152,7 @@ def test_a_damaged_float_model_is_one_error(run_copy, tmp_path):
     _assert_nothing_written(out)
 
 
-@pytest.mark.parametrize("io", ["uint8", "float32"])
+@pytest.mark.parametrize("io", ["float32"])  # uint8 I/O is model_uint8.tflite's (the raw-bytes model), not an --io
 def test_ptq_with_other_io_types(tiny_run, tmp_path, io):
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
@@ -168,6 +168,4 @@ def test_ptq_with_other_io_types(tiny_run, tmp_path, io):
     assert np.dtype(inp["dtype"]).name == io and np.dtype(outp["dtype"]).name == io
     meta = metadata.read_tflite(path)
     assert meta["quantization"] == "ptq" and meta["input"]["dtype"] == io and meta["output"]["dtype"] == io
-    if io == "uint8":
-        assert (meta["input"]["scale"], meta["input"]["zero_point"]) == pytest.approx(inp["quantization"])
     assert EdgeClassifier(path).input_spec.output == io

@@ -46,6 +46,8 @@ class ExportOptions:
     seed: int = 0
     opset: int = 17
     attribution: Attribution = Attribution()  # author, licence and data citation other tools show
+    review_target: float = 0.998  # accuracy the review policy keeps on the accepted images
+    guard_percentile: float = 99.0  # held-back images' distance percentile that flags an input
 
     def check(self) -> None:
         if self.io not in IO_TYPES:
@@ -56,6 +58,10 @@ class ExportOptions:
             raise BccError(f"--qat-epochs must be at least 1 (got {self.qat_epochs}); use --ptq for no training")
         if not (self.qat_lr > 0 and math.isfinite(self.qat_lr)):
             raise BccError(f"--qat-lr must be a positive number (got {self.qat_lr})")
+        if not 0.0 < self.review_target < 1.0:
+            raise BccError(f"--review-target must be an accuracy in (0, 1) (got {self.review_target})")
+        if not 50.0 <= self.guard_percentile < 100.0:
+            raise BccError(f"--guard-percentile must be in [50, 100) (got {self.guard_percentile})")
 
 
 class ExportContext:
@@ -121,9 +127,23 @@ class ExportContext:
         return "ptq" if self.options.ptq else "qat"
 
     @functools.cached_property
+    def logits_model(self):
+        """The float model ending at its logits: what bcc-edge's own artifacts compute (the
+        device calibrates and softmaxes them; an 8-bit softmax would put every probability
+        on a 1/256 grid)."""
+        from bcc_edge.models import logits_model
+
+        return logits_model(self.float_model)
+
+    @functools.cached_property
     def qat_model(self):
-        """The float model fine-tuned with fake quantisation on the run's train split."""
-        return self._quantization_trained(self.float_model, raw=False)
+        """The logits model fine-tuned with fake quantisation on the run's train split."""
+        from bcc_edge import qat
+
+        problems = qat.unsupported_layers(self.float_model)  # named before any surgery on the model
+        if problems:
+            raise BccError(f"cannot quantise model {self.float_model.name!r}: " + "; ".join(problems))
+        return self._quantization_trained(self.logits_model, raw=False)
 
     @functools.cached_property
     def raw_qat_model(self):
@@ -138,6 +158,7 @@ class ExportContext:
         opts = self.options
         keras.utils.set_random_seed(opts.seed)
         wrapped = qat.quantize_for_training(model)
+        from_logits = not raw  # the raw-input model keeps its softmax for clients other than bcc-edge
         images, labels, _ = load_arrays(self.run.records("train"), self.spec, **self.cache_options)
         if len(images) == 0:
             raise BccError(f"{self.run.path}: the train split has no readable images to fine-tune on")
@@ -156,13 +177,14 @@ class ExportContext:
             lr=opts.qat_lr,
             label_smoothing=float(self.run.config.get("label_smoothing", 0.0)),
             log=self.log,
+            from_logits=from_logits,
         )
         return wrapped
 
     @property
     def int8_keras_model(self):
-        """What the TFLite converter quantises: the QAT model, or the float model for PTQ."""
-        return self.float_model if self.options.ptq else self.qat_model
+        """What the TFLite converter quantises: the QAT model, or the logits model for PTQ."""
+        return self.logits_model if self.options.ptq else self.qat_model
 
     @property
     def raw_int8_keras_model(self):
@@ -179,14 +201,53 @@ class ExportContext:
         """A plain float model for converters that quantise by themselves (onnxruntime):
         with QAT, the float architecture carrying the QAT-fine-tuned weights."""
         if self.options.ptq:
-            return self.float_model
+            return self.logits_model
         from bcc_edge import qat
 
-        return qat.transfer_weights(self.qat_model, self.float_model)
+        return qat.transfer_weights(self.qat_model, self.logits_model)
+
+    # ------------------------------------------------------------------ held-back images
+
+    @functools.cached_property
+    def heldout(self) -> tuple[list, np.ndarray, np.ndarray]:
+        """(records, uint8 images, labels) of the run's val split: what calibration, the
+        review policy, the guard's threshold and the golden vectors are fitted on (never
+        training images)."""
+        from bcc_edge.data import load_arrays
+
+        records = self.run.records("val")
+        images, labels, bad = load_arrays(records, self.spec, **self.cache_options)
+        gone = {path for path, _ in bad}
+        return [r for r in records if r.path not in gone], images, labels
+
+    @functools.cached_property
+    def float_logits(self) -> np.ndarray:
+        """The float model's logits on the held-back images."""
+        from bcc_edge.keras_predictor import KerasPredictor
+
+        return KerasPredictor(self.logits_model, self.spec, self.labels).predict_proba(self.heldout[1])
+
+    @functools.cached_property
+    def guard_train_images(self) -> np.ndarray:
+        """Up to trust.GUARD_TRAIN_IMAGES training images (a seeded sample): the input guard's reference."""
+        from bcc_edge.data import load_arrays
+        from bcc_edge.export.trust import GUARD_TRAIN_IMAGES
+
+        records = self.run.records("train")
+        chosen = np.random.default_rng(self.options.seed).permutation(len(records))[:GUARD_TRAIN_IMAGES]
+        images, _, _ = load_arrays([records[i] for i in sorted(chosen)], self.spec, **self.cache_options)
+        return images
+
+    @functools.cached_property
+    def golden_images(self):
+        from bcc_edge.export.trust import pick_golden
+
+        records, _, labels = self.heldout
+        return pick_golden(records, self.float_logits.argmax(axis=1) == labels)
 
     # ------------------------------------------------------------------ metadata
 
-    def metadata(self, precision: str, input_q: dict[str, Any], output_q: dict[str, Any], spec: PreprocessSpec | None = None) -> dict[str, Any]:
+    def metadata(self, precision: str, input_q: dict[str, Any], output_q: dict[str, Any], spec: PreprocessSpec | None = None, logits: bool = False) -> dict[str, Any]:
         """The `bcc_edge` document for one artifact (schema in ARCHITECTURE.md). `spec`: what
         the artifact takes, `self.spec` or `self.raw_spec`; for the latter the normalisation
         inside the model is recorded too (for information: `preprocess` is what to feed)."""
@@ -203,7 +264,7 @@ class ExportContext:
             "labels": list(self.labels),
             "preprocess": spec.to_dict(),
             "input": inp,
-            "output": {**output_q, "activation": "softmax"},
+            "output": {**output_q, "activation": "logits" if logits else "softmax"},
             "quantization": self.quantization if int8 else None,
             "data_fingerprint": self.run.fingerprint,
             "float_val_accuracy": self.run.float_val_accuracy,

@@ -15,14 +15,20 @@ class ArtifactFormat:
     format: str  # "tflite" | "onnx": the runtime family, and what --format selects
     precision: str  # "float32" | "int8"
     file: str
-    # build(ctx, path): write the finished artifact (metadata embedded) to `path`.
+    # build(ctx, path): write the artifact (metadata embedded) to `path`.
     build: Callable
+    # For an artifact whose graph ends in a softmax (the ones for other clients): the logits
+    # before it, logits(ctx, path) on the held-back images, and set_temperature(path, T),
+    # which writes the fitted temperature into that softmax. None: the artifact outputs its
+    # logits and the device calibrates them.
+    logits: Callable | None = None
+    set_temperature: Callable | None = None
 
 
 FORMATS: tuple[ArtifactFormat, ...] = (
-    ArtifactFormat("tflite", "float32", "model_float.tflite", _tflite.build_float),
+    ArtifactFormat("tflite", "float32", "model_float.tflite", _tflite.build_float, _tflite.float_logits, _tflite.set_temperature),
     ArtifactFormat("tflite", "int8", "model_int8.tflite", _tflite.build_int8),
-    ArtifactFormat("tflite", "int8", "model_uint8.tflite", _tflite.build_uint8),
+    ArtifactFormat("tflite", "int8", "model_uint8.tflite", _tflite.build_uint8, _tflite.uint8_logits, _tflite.set_temperature),
     ArtifactFormat("onnx", "float32", "model_float.onnx", _onnx.build_float),
     ArtifactFormat("onnx", "int8", "model_int8.onnx", _onnx.build_int8),
 )

@@ -50,7 +50,7 @@ MODEL_VERSION = sum(int(part) * 100**i for i, part in enumerate(reversed(__versi
 
 
 def build_float(ctx: ExportContext, path: Path) -> None:
-    model = to_onnx(ctx.float_model, ctx)
+    model = to_onnx(ctx.logits_model, ctx)
     _write(ctx, path, model, "float32")
 
 
@@ -107,7 +107,7 @@ def to_onnx(keras_model, ctx: ExportContext):
 def _write(ctx: ExportContext, path: Path, model, precision: str) -> None:
     # QDQ keeps float32 I/O: quantisation happens inside the graph.
     io = quant_record("float32")
-    metadata.embed_onnx(model, ctx.metadata(precision, io, io))
+    metadata.embed_onnx(model, ctx.metadata(precision, io, io, logits=True))
     describe(model, ctx)
     write_bytes(path, model.SerializeToString())
 
@@ -120,7 +120,7 @@ def describe(model, ctx: ExportContext) -> None:
     model.model_version = MODEL_VERSION
     props = {
         "labels": json.dumps(list(ctx.labels), ensure_ascii=False),
-        "preprocessing": f"{preprocessing_in_words(ctx.spec)} Input '{INPUT_NAME}': float32 NHWC [N, {h}, {w}, 3]. Output: class probabilities in the order of 'labels'.",
+        "preprocessing": f"{preprocessing_in_words(ctx.spec)} Input '{INPUT_NAME}': float32 NHWC [N, {h}, {w}, 3]. Output: class logits in the order of 'labels' (softmax them; bcc-edge applies the calibration in the bcc_edge entry first).",
         "license": about.license,
         "citation": who.citation,
         "author": about.author,

@@ -19,6 +19,7 @@ from bcc_edge import __version__
 from bcc_edge.errors import BccError
 from bcc_edge.export import formats as _formats
 from bcc_edge.export import manifest as _manifest
+from bcc_edge.export import trust
 from bcc_edge.export.context import ExportContext, ExportOptions
 from bcc_edge.export.selfcheck import CheckedArtifact, self_check
 from bcc_edge.keras_predictor import KerasPredictor
@@ -72,6 +73,9 @@ def export_run(
         broken = [c for c in checks if c.problems]
         if broken:
             raise BccError("export refused, broken artifact(s): " + " | ".join(f"{c.file}: {'; '.join(c.problems)}" for c in broken))
+        log(f"calibration, review policy, input guard and golden vectors from {len(ctx.heldout[2])} held-back images")
+        for fmt in built:
+            log("  " + trust.complete(ctx, fmt, staging / fmt.file))
         manifest = _manifest_dict(run, ctx, cset.describe(), [(staging / f.file, f) for f in built])
         (staging / _manifest.MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
         _replace_dir(staging, out)

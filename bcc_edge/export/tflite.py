@@ -51,7 +51,7 @@ def build_float(ctx: ExportContext, path: Path) -> None:
 
 def build_int8(ctx: ExportContext, path: Path) -> None:
     converter = _full_integer(ctx.int8_keras_model, ctx.representative_batches, ctx.options.io)
-    _write(ctx, path, _convert(converter, "INT8 TFLite"), "int8", ctx.spec)
+    _write(ctx, path, _convert(converter, "INT8 TFLite"), "int8", ctx.spec, logits=True)
 
 
 def build_uint8(ctx: ExportContext, path: Path) -> None:
@@ -90,9 +90,53 @@ def _convert(converter, what: str) -> bytes:
         raise BccError(f"cannot convert the model to {what}: {first_line(exc, lines=3)}") from None
 
 
-def _write(ctx: ExportContext, path: Path, model: bytes, precision: str, spec: PreprocessSpec) -> None:
+def float_logits(ctx: ExportContext, path: Path) -> np.ndarray:
+    """The float TFLite model's logits on the held-back images: the float Keras model's."""
+    return ctx.float_logits
+
+
+def uint8_logits(ctx: ExportContext, path: Path) -> np.ndarray:
+    """The uint8 model's logits on the held-back images, from the same quantised graph
+    converted up to its logits layer (the softmax's 8-bit output is too coarse to fit on)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from bcc_edge._tf import keras
+
+    model = ctx.raw_int8_keras_model
+    logits_layer = next(layer for layer in model.layers if layer.name in ("logits", "quant_logits"))
+    twin = keras.Model(model.input, logits_layer.output)
+    converted = _convert(_full_integer(twin, lambda: normalize.calibration_batches(ctx.calib_images), "uint8"), "uint8-input TFLite logits")
+    interpreter = Interpreter(model_content=converted, num_threads=1)
+    interpreter.allocate_tensors()
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    scale, zero_point = out["quantization"]
+    logits = []
+    for image in ctx.heldout[1]:
+        interpreter.set_tensor(inp["index"], image[None])
+        interpreter.invoke()
+        logits.append((interpreter.get_tensor(out["index"])[0].astype(np.float32) - zero_point) * scale)
+    return np.array(logits)
+
+
+def set_temperature(path: Path, temperature: float) -> None:
+    """Write softmax(logits / temperature) into the model: the beta of its SOFTMAX operators
+    (LiteRT's int8 and float kernels both honour it)."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    def edit(model, _schema) -> None:
+        softmax = {i for i, code in enumerate(model.operatorCodes) if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.SOFTMAX}
+        operators = [op for graph in model.subgraphs for op in graph.operators if op.opcodeIndex in softmax]
+        if not operators:
+            raise BccError(f"{path.name} has no softmax to take the temperature")
+        for op in operators:
+            op.builtinOptions.beta = 1.0 / temperature
+
+    write_bytes(path, metadata.repack_tflite(path.read_bytes(), edit))
+
+
+def _write(ctx: ExportContext, path: Path, model: bytes, precision: str, spec: PreprocessSpec, logits: bool = False) -> None:
     input_q, output_q = io_quantization(model)
-    model = metadata.embed_tflite(model, ctx.metadata(precision, input_q, output_q, spec))
+    model = metadata.embed_tflite(model, ctx.metadata(precision, input_q, output_q, spec, logits))
     # Last: it appends labels.txt after the flatbuffer, which re-packing would drop.
     write_bytes(path, standard_metadata.attach(model, ctx.about(), ctx.labels, spec))
 
