@@ -126,3 +126,36 @@ def confident_agreement(reference: np.ndarray, probs: np.ndarray, margin: float)
     if n == 0:
         return None, 0
     return metrics.agreement(reference[confident], probs[confident]), n
+
+
+# ----------------------------------------------------------------------------- trust
+
+
+def calibrated_like(artifact: Any, float_logits: np.ndarray) -> np.ndarray:
+    """The float model's probabilities calibrated the way `artifact` (an EdgeClassifier) is:
+    what a faithful conversion of the float model would output. Artifacts without calibration
+    (exported before it) compare with the plain softmax."""
+    from bcc_edge.device.scores import Calibration, softmax
+
+    doc = (getattr(artifact, "metadata", None) or {}).get("probabilities")
+    return Calibration.from_dict(doc).probabilities(float_logits) if doc else softmax(float_logits)
+
+
+def trust(probs: np.ndarray, y_true: np.ndarray, review, float_recall: Sequence[float | None], num_classes: int) -> dict[str, Any]:
+    """How far an artifact's probabilities can be trusted on labelled images: calibration (ECE,
+    NLL, Brier, the reliability bins), the coverage and accepted accuracy of its review policy
+    (`review`: a ReviewPolicy or None), and each class's recall against the float model's."""
+    reliability = metrics.reliability(probs, y_true)
+    referred = review.refer(probs) if review is not None else np.zeros(len(probs), bool)
+    correct = probs.argmax(axis=1) == y_true
+    recall = metrics.recall_per_class(y_true, probs.argmax(axis=1), num_classes)
+    return {
+        "ece": reliability["ece"],
+        "nll": metrics.nll(probs, y_true),
+        "brier": metrics.brier(probs, y_true),
+        "reliability": reliability,
+        "coverage": float((~referred).mean()),
+        "accepted_accuracy": float(correct[~referred].mean()) if (~referred).any() else None,
+        "recall": recall,
+        "recall_change": [None if r is None or f is None else r - f for r, f in zip(recall, float_recall)],
+    }

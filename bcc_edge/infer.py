@@ -10,11 +10,13 @@ file names and labels escaped, so a crafted name cannot rewrite the terminal.
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import os
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterable, Iterator, Sequence
 
@@ -22,6 +24,7 @@ from bcc_edge.errors import DEFAULT_INVOKE_TIMEOUT, BccError, printable, utf8_sa
 from bcc_edge.fileio import atomic_path, csv_line, writable_target
 from bcc_edge.preprocess import PreprocessSpec
 from bcc_edge.progress import ProgressBar
+from bcc_edge.device.scores import REASON_OUT_OF_DISTRIBUTION
 from bcc_edge.runtime import EdgeClassifier, Prediction, iter_predictions
 
 FORMATS = ("table", "json", "jsonl", "csv")
@@ -61,6 +64,22 @@ def expand_inputs(inputs: Sequence[str], stdin: IO[str] | None = None) -> Iterat
                     yield match
         else:
             yield item
+
+
+def gather_inputs(inputs: Sequence[str], stdin: IO[str] | None = None) -> tuple[Iterator[str], int | None]:
+    """(paths, how many or None when streamed from stdin) for a run; a BccError when nothing
+    is found. A list of files and folders is expanded up front so a progress bar knows the
+    total; `-` streams, only checking that a first path arrives."""
+    paths = expand_inputs(inputs, stdin)
+    if "-" in inputs:
+        first = next(paths, None)
+        if first is None:
+            raise BccError("no input files found in " + " ".join(inputs))
+        return itertools.chain([first], paths), None
+    found = list(paths)
+    if not found:
+        raise BccError("no input files found in " + " ".join(inputs))
+    return iter(found), len(found)
 
 
 def _walk(root: str) -> Iterator[str]:
@@ -122,7 +141,7 @@ class ResultWriter:
             header = ["path", "label", "score"]
             for i in range(2, self.top_k + 1):
                 header += [f"label_{i}", f"score_{i}"]
-            self.stream.write(csv_line(header + ["error"]))
+            self.stream.write(csv_line(header + ["status", "reasons", "error"]))
 
     def write(self, prediction: Prediction) -> None:
         row = prediction.to_dict()
@@ -137,18 +156,22 @@ class ResultWriter:
             for i in range(1, self.top_k):
                 label, score = prediction.top_k[i] if i < len(prediction.top_k) else ("", None)
                 cells += [label, _fmt_score(score)]
-            self.stream.write(csv_line(self._cell(cell) for cell in cells + [prediction.error or ""]))
+            cells += [prediction.status, ";".join(prediction.reasons), prediction.error or ""]
+            self.stream.write(csv_line(self._cell(cell) for cell in cells))
         else:
             self.stream.write(self._table_line(prediction) + "\n")
         self._rows += 1
 
     def _table_line(self, p: Prediction) -> str:
-        # Path last: it is the one column whose width is unknown while streaming.
+        # Path last: it is the one column whose width is unknown while streaming. A referred
+        # row says REVIEW and why, before the path.
         path = printable(p.path)
         if p.error is not None:
-            return f"{'ERROR':<{self._label_width}}  {'':>6}  {path}  ({printable(p.error)})"
+            return f"{'ERROR':<{self._label_width}}  {'':>6}  {'':<6}  {path}  ({printable(p.error)})"
         others = ", ".join(f"{printable(label)} {score:.3f}" for label, score in p.top_k[1:])
-        return f"{printable(p.label):<{self._label_width}}  {p.score:6.3f}  {path}" + (f"  [{others}]" if others else "")
+        mark = "REVIEW" if p.status == "review" else ""
+        why = f"  ({', '.join(p.reasons)})" if p.reasons else ""
+        return f"{printable(p.label):<{self._label_width}}  {p.score:6.3f}  {mark:<6}  {path}{why}" + (f"  [{others}]" if others else "")
 
     def end(self) -> None:
         if self.fmt == "json":
@@ -198,6 +221,35 @@ def open_output(path: str | None, stdout: IO[str]) -> Iterator[IO[str]]:
 # ---------------------------------------------------------------------------- the run
 
 
+@dataclass
+class RunSummary:
+    """What a run did: rows written, failed, referred for review, flagged by the input guard."""
+
+    done: int = 0
+    failed: int = 0
+    review: int = 0
+    unfamiliar: int = 0
+
+    def add(self, p: Prediction) -> None:
+        self.done += 1
+        self.failed += p.error is not None
+        self.review += p.status == "review"
+        self.unfamiliar += REASON_OUT_OF_DISTRIBUTION in p.reasons
+
+    def line(self, classifier: EdgeClassifier) -> str:
+        """The stderr summary: referrals, and a drift warning past the guard's share."""
+        classified = self.done - self.failed
+        text = f"{classified} of {self.done} inputs classified, {self.review} of them referred for review"
+        if self.failed:
+            text = f"{self.failed} of {self.done} inputs could not be classified; " + text
+        if classifier.guard is not None and classified:
+            share = self.unfamiliar / classified
+            text += f"; {self.unfamiliar} ({share:.1%}) unlike the training images"
+            if share > classifier.guard.warn_share:
+                text += f" -- WARNING: more than {classifier.guard.warn_share:.0%}: another stain, scanner or focus? Check before trusting the counts"
+        return text
+
+
 def run_inference(
     classifier: EdgeClassifier,
     paths: Iterable[str],
@@ -206,19 +258,18 @@ def run_inference(
     workers: int | None = None,
     progress: ProgressBar | None = None,
     invoke_timeout: float | None = DEFAULT_INVOKE_TIMEOUT,
-) -> tuple[int, int]:
-    """Classify `paths` and write each row as it is ready: (rows written, rows that failed)."""
-    done = failed = 0
+) -> RunSummary:
+    """Classify `paths` and write each row as it is ready."""
+    summary = RunSummary()
     writer.begin()
     streaming = writer.fmt != "json"
     try:
         last_flush = time.monotonic()
         for prediction in iter_predictions(classifier, paths, writer.top_k, batch_size, workers, invoke_timeout):
             writer.write(prediction)
-            done += 1
-            failed += prediction.error is not None
+            summary.add(prediction)
             if progress is not None:
-                progress.update(1, postfix=f"{failed} failed" if failed else None)
+                progress.update(1, postfix=f"{summary.failed} failed" if summary.failed else None)
             # Flush a streaming format often enough that a reader downstream sees rows arrive,
             # but not per row: a flush is a system call.
             if streaming and time.monotonic() - last_flush > 0.1:
@@ -229,7 +280,7 @@ def run_inference(
     finally:
         if progress is not None:
             progress.close()
-    return done, failed
+    return summary
 
 
 def describe(classifier: EdgeClassifier) -> str:

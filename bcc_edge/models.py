@@ -123,16 +123,24 @@ def _head(x, num_classes: int, dense: tuple[int, ...] = (), dropout: float = 0.5
 LOGITS_LAYER = "logits"  # the last Dense layer of every registry model; a softmax follows it
 
 
-def logits_model(model):
-    """The same model (sharing its weights) ending at the logits: the input of its final
-    softmax layer (the registry's models: the Dense named LOGITS_LAYER)."""
+def logits_layer(model):
+    """The layer whose output feeds the model's final softmax layer: its logits (the
+    registry's models: the Dense named LOGITS_LAYER)."""
     from bcc_edge._tf import keras
 
     last = model.layers[-1]
     is_softmax = isinstance(last, keras.layers.Softmax) or getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
-    if not is_softmax or isinstance(last, keras.layers.Dense):
+    inbound = last.inbound_nodes[0].inbound_layers if last.inbound_nodes else None
+    if not is_softmax or isinstance(last, keras.layers.Dense) or not isinstance(inbound, keras.layers.Layer):
         raise BccError(f"model {model.name!r} does not end in a softmax layer whose input could be exported as its logits")
-    return keras.Model(model.input, last.input, name=model.name)
+    return inbound
+
+
+def logits_model(model):
+    """The same model (sharing its weights) ending at its logits, before the softmax."""
+    from bcc_edge._tf import keras
+
+    return keras.Model(model.input, logits_layer(model).output, name=model.name)
 
 
 def _model(inputs, outputs, name: str):

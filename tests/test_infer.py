@@ -92,7 +92,7 @@ def test_csv_has_one_column_pair_per_extra_class(tiny_export, image_dir):
     result = runner.invoke(app, ["infer", "-m", str(tiny_export / "model_float.tflite"), str(image_dir), "-f", "csv", "-k", "2"])
     assert result.exit_code == 1
     table = list(csv.DictReader(io.StringIO(result.stdout)))
-    assert list(table[0]) == ["path", "label", "score", "label_2", "score_2", "error"]
+    assert list(table[0]) == ["path", "label", "score", "label_2", "score_2", "status", "reasons", "error"]
     assert len(table) == 8
     for row in table:
         assert bool(row["error"]) == (Path(row["path"]).name in BAD)

@@ -29,8 +29,9 @@ def test_verify_runs_every_artifact_on_the_runs_val_split(tiny_export, tiny_run,
     assert [a.file for a in report.artifacts] == ARTIFACTS
     for a in report.artifacts:
         assert 0.0 <= a.result.accuracy <= 1.0 and a.bytes == (tiny_export / a.file).stat().st_size
-        if a.precision == "float32":
-            assert a.result.agreement == 1.0 and a.result.max_abs_diff < 1e-3 and not a.failures
+        assert 0.0 <= a.trust["ece"] <= 1.0 and 0.0 <= a.trust["coverage"] <= 1.0 and len(a.trust["recall_change"]) == len(run.labels)
+        if a.precision == "float32":  # a conversion of the float model, calibrated as it is
+            assert a.result.agreement == 1.0 and a.result.max_abs_diff < 1e-3 and not any("float outputs" in f for f in a.failures)
     assert report.float_result.accuracy == pytest.approx(run.float_val_accuracy, abs=1e-6)
     text = verify.format_report(report)
     assert all(name in text for name in ARTIFACTS) and text.splitlines()[-1].startswith("PASS" if report.passed else "FAIL")
@@ -38,7 +39,10 @@ def test_verify_runs_every_artifact_on_the_runs_val_split(tiny_export, tiny_run,
 
 
 def test_verify_command_exit_code_follows_the_thresholds(tiny_export, synthetic_data, tmp_path):
-    lenient = CliRunner().invoke(app, ["verify", str(tiny_export), "--data", str(synthetic_data), "--min-agreement", "0", "--max-accuracy-drop", "100", "--json", str(tmp_path / "v.json")])
+    lenient = CliRunner().invoke(app, [
+        "verify", str(tiny_export), "--data", str(synthetic_data), "--min-agreement", "0", "--max-accuracy-drop", "100",
+        "--max-class-drop", "100", "--max-ece", "1", "--json", str(tmp_path / "v.json"),
+    ])
     assert lenient.exit_code == 0, lenient.output
     assert "PASS" in lenient.output and json.loads((tmp_path / "v.json").read_text())["passed"] is True
 
@@ -48,13 +52,14 @@ def _result(name, accuracy, agreement=None, max_abs_diff=None, problems=()):
 
 
 def test_verify_command_fails_on_a_threshold(tiny_export, synthetic_data, monkeypatch):
-    def fake_evaluate(predictors, images, y_true, reference):
-        results = [_result(verify.FLOAT_NAME, 0.9)]
-        results += [_result(name, 0.9, 0.5 if "int8" in name else 1.0, 0.0) for name in predictors if name != verify.FLOAT_NAME]
-        return results
+    def fake_compare(outputs, reference, y_true, num_classes):
+        return [
+            Result(name, probs, 0.0, 0.9, None if name in (reference, verify.FLOAT_NAME) else 0.5 if "int8" in name else 1.0, 0.0)
+            for name, (probs, _) in outputs.items()
+        ]
 
-    monkeypatch.setattr(verify, "evaluate", fake_evaluate)
-    result = CliRunner().invoke(app, ["verify", str(tiny_export), "--data", str(synthetic_data)])
+    monkeypatch.setattr(verify, "compare", fake_compare)
+    result = CliRunner().invoke(app, ["verify", str(tiny_export), "--data", str(synthetic_data), "--max-ece", "1", "--max-class-drop", "100"])
     assert result.exit_code == 1
     assert "FAIL model_int8.tflite: agreement with float 50.00% < 98.00%" in result.output
     assert "FAIL model_float.tflite" not in result.output
@@ -72,8 +77,22 @@ def test_verify_command_fails_on_a_threshold(tiny_export, synthetic_data, monkey
     ],
 )
 def test_failures(precision, result, expected):
-    check = verify.ArtifactCheck("m", "tflite", precision, 1, result)
-    failures = verify._failures(check, _result("float", 0.90), verify.Thresholds())
+    check = verify.ArtifactCheck("m", "tflite", precision, 1, result, {"ece": 0.01, "recall_change": [0.0, -0.01, None]})
+    failures = verify._failures(check, _result("float", 0.90), verify.Thresholds(), ["a", "b", "c"])
+    assert len(failures) == len(expected) and all(f.startswith(e) for f, e in zip(failures, expected))
+
+
+@pytest.mark.parametrize(
+    "trust, expected",
+    [
+        ({"ece": 0.031, "recall_change": [0.0, 0.0, 0.0]}, ["expected calibration error 0.0310 > 0.03"]),
+        ({"ece": 0.01, "recall_change": [0.05, -0.021, None]}, ["recall of b drops 2.10 points"]),  # a rare class hidden by the global figure
+        ({"ece": 0.01, "recall_change": [0.0, -0.02, None]}, []),
+    ],
+)
+def test_calibration_and_class_recall_failures(trust, expected):
+    check = verify.ArtifactCheck("m", "tflite", "int8", 1, _result("x", 0.90, 0.99, 0.1), trust)
+    failures = verify._failures(check, _result("float", 0.90), verify.Thresholds(), ["a", "b", "c"])
     assert len(failures) == len(expected) and all(f.startswith(e) for f, e in zip(failures, expected))
 
 
@@ -147,3 +166,21 @@ def test_missing_manifest_and_missing_run(export_copy, tiny_run, tmp_path):
     (export_copy / "manifest.json").unlink()
     result = CliRunner().invoke(app, ["verify", str(export_copy)])
     assert result.exit_code == 2 and "manifest.json is missing" in result.output
+
+
+def test_a_tampered_calibration_fails_verify(tiny_export, synthetic_data, tmp_path):
+    from bcc_edge import metadata
+    from bcc_edge.fileio import file_sha256
+
+    export = Path(shutil.copytree(tiny_export, tmp_path / "exp"))
+    path = export / "model_int8.tflite"
+    meta = metadata.read_tflite(path)
+    meta["probabilities"] = {"method": "temperature", "temperature": 0.02}  # wildly over-confident
+    path.write_bytes(metadata.embed_tflite(path.read_bytes(), meta))
+    manifest = json.loads((export / "manifest.json").read_text())
+    entry = next(a for a in manifest["artifacts"] if a["file"] == path.name)
+    entry["bytes"], entry["sha256"] = path.stat().st_size, file_sha256(path)  # as if exported like this
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    report = verify.verify_export(export, synthetic_data, thresholds=verify.Thresholds(min_agreement=0, max_accuracy_drop=1, max_class_drop=1, max_ece=0.2))
+    failures = {a.file: a.failures for a in report.artifacts}
+    assert any("calibration error" in f for f in failures["model_int8.tflite"]) and not report.passed

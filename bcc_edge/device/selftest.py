@@ -154,3 +154,18 @@ def golden_problems(doc: Any, classes: int) -> list[str]:
     if total > MAX_GOLDEN_BYTES:
         return [f"golden images take {total} bytes, over {MAX_GOLDEN_BYTES}"]
     return []
+
+
+def open_checked(path, selftest: bool = True, **kwargs) -> "EdgeClassifier":
+    """An EdgeClassifier for `path` (kwargs as EdgeClassifier's) that has passed its selftest:
+    a BccError naming the stage and what to check otherwise. An artifact without golden
+    vectors (exported before them) is used as it is. `selftest=False` skips the check."""
+    from bcc_edge.errors import BccError
+    from bcc_edge.runtime import EdgeClassifier
+
+    classifier = EdgeClassifier(path, **kwargs)
+    if selftest:
+        report = run(classifier)
+        if report.available and not report.passed:
+            raise BccError(f"{classifier.path}: {report.summary()} (--skip-selftest to classify anyway)")
+    return classifier

@@ -138,11 +138,6 @@ class ExportContext:
     @functools.cached_property
     def qat_model(self):
         """The logits model fine-tuned with fake quantisation on the run's train split."""
-        from bcc_edge import qat
-
-        problems = qat.unsupported_layers(self.float_model)  # named before any surgery on the model
-        if problems:
-            raise BccError(f"cannot quantise model {self.float_model.name!r}: " + "; ".join(problems))
         return self._quantization_trained(self.logits_model, raw=False)
 
     @functools.cached_property
@@ -237,6 +232,34 @@ class ExportContext:
         chosen = np.random.default_rng(self.options.seed).permutation(len(records))[:GUARD_TRAIN_IMAGES]
         images, _, _ = load_arrays([records[i] for i in sorted(chosen)], self.spec, **self.cache_options)
         return images
+
+    @functools.cached_property
+    def float_temperature(self) -> float:
+        """The temperature calibrating the float model's logits on the held-back images."""
+        from bcc_edge.export.trust import fit_temperature
+
+        return fit_temperature(self.float_logits, self.heldout[2])
+
+    @functools.cached_property
+    def calibrated_raw_float_model(self):
+        """`raw_float_model` with `float_temperature` folded into its last Dense layer (logits / T
+        exactly, and the softmax stays the plain one every client's kernel runs the same way)."""
+        from bcc_edge._tf import keras
+
+        from bcc_edge.models import logits_layer
+
+        model = keras.models.clone_model(self.raw_float_model)
+        model.set_weights(self.raw_float_model.get_weights())
+        dense = logits_layer(model)
+        dense.set_weights([w / self.float_temperature for w in dense.get_weights()])
+        return model
+
+    @property
+    def calibrated_reference(self):
+        """`calibrated_raw_float_model` as a predictor (it takes grey levels)."""
+        from bcc_edge.keras_predictor import KerasPredictor
+
+        return KerasPredictor(self.calibrated_raw_float_model, self.raw_spec, self.labels)
 
     @functools.cached_property
     def golden_images(self):

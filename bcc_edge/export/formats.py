@@ -17,18 +17,20 @@ class ArtifactFormat:
     file: str
     # build(ctx, path): write the artifact (metadata embedded) to `path`.
     build: Callable
-    # For an artifact whose graph ends in a softmax (the ones for other clients): the logits
-    # before it, logits(ctx, path) on the held-back images, and set_temperature(path, T),
-    # which writes the fitted temperature into that softmax. None: the artifact outputs its
-    # logits and the device calibrates them.
-    logits: Callable | None = None
-    set_temperature: Callable | None = None
+    # For an artifact whose graph ends in a softmax (the ones for other clients):
+    # temperature(ctx, path) -> (T, logits): the temperature the graph applies (fitted on and
+    # written into it as needed) and the held-back logits it was fitted on. None: the artifact
+    # outputs its logits and the device calibrates them.
+    temperature: Callable | None = None
+    # Built from the float model with its temperature folded in (the self-check compares it
+    # with that model, `ExportContext.calibrated_reference`).
+    calibrated_in_graph: bool = False
 
 
 FORMATS: tuple[ArtifactFormat, ...] = (
-    ArtifactFormat("tflite", "float32", "model_float.tflite", _tflite.build_float, _tflite.float_logits, _tflite.set_temperature),
+    ArtifactFormat("tflite", "float32", "model_float.tflite", _tflite.build_float, _tflite.float_temperature, calibrated_in_graph=True),
     ArtifactFormat("tflite", "int8", "model_int8.tflite", _tflite.build_int8),
-    ArtifactFormat("tflite", "int8", "model_uint8.tflite", _tflite.build_uint8, _tflite.uint8_logits, _tflite.set_temperature),
+    ArtifactFormat("tflite", "int8", "model_uint8.tflite", _tflite.build_uint8, _tflite.uint8_temperature),
     ArtifactFormat("onnx", "float32", "model_float.onnx", _onnx.build_float),
     ArtifactFormat("onnx", "int8", "model_int8.onnx", _onnx.build_int8),
 )

@@ -56,6 +56,12 @@ def export_run(
     if missing:
         log(f"warning: the calibration set has no images of {', '.join(missing)}; their activation ranges may be too narrow")
     ctx.calib_images  # noqa: B018  (decode now: a bad image fails the export before any conversion)
+    if options.int8 and not options.ptq:
+        from bcc_edge import qat
+
+        problems = qat.unsupported_layers(ctx.float_model)  # every offending layer, before minutes of work
+        if problems:
+            raise BccError(f"cannot quantise model {ctx.float_model.name!r}: " + "; ".join(problems))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
@@ -67,7 +73,9 @@ def export_run(
             built.append(fmt)
         (staging / CALIBRATION_FILE).write_text(cset.text, encoding="utf-8")
         log(f"self-check on {len(ctx.calib_images)} calibration images")
-        checks = self_check(KerasPredictor(ctx.float_model, ctx.spec, ctx.labels), [(staging / f.file, f.precision) for f in built], ctx.calib_images)
+        float_reference = KerasPredictor(ctx.float_model, ctx.spec, ctx.labels)
+        references = {f.file: ctx.calibrated_reference if f.calibrated_in_graph else float_reference for f in built}
+        checks = self_check([(staging / f.file, f.precision, references[f.file]) for f in built], ctx.calib_images)
         for check in checks:
             log("  " + check.line())
         broken = [c for c in checks if c.problems]

@@ -1,5 +1,7 @@
-"""Export's refusal to ship a broken artifact: every artifact and the float Keras model run on
-the calibration images (no labels needed), and each artifact must behave like the float model.
+"""Export's refusal to ship a broken artifact: every artifact and the Keras model it was
+converted from (the float model, or for the float TFLite model the float model with its
+temperature folded in) run on the calibration images (no labels needed), and each artifact must
+behave like it.
 
 "Broken" has to mean broken, not "barely trained": a model after two epochs has many near-tie
 predictions that 8-bit rounding legitimately flips, so overall agreement is reported but not
@@ -44,20 +46,23 @@ class CheckedArtifact:
         return text + ("" if not self.problems else "  BROKEN: " + "; ".join(self.problems))
 
 
-def self_check(float_predictor: KerasPredictor, artifacts: Sequence[tuple[Path, str]], images) -> list[CheckedArtifact]:
-    """Compare each (path, precision) artifact with the float model on `images` (uint8)."""
+def self_check(artifacts: Sequence[tuple[Path, str, KerasPredictor]], images) -> list[CheckedArtifact]:
+    """Compare each (path, precision, Keras model it was converted from) artifact with that
+    model on `images` (uint8)."""
     from bcc_edge.runtime import EdgeClassifier
 
-    predictors = {REFERENCE: float_predictor}
-    predictors.update({str(path.name): EdgeClassifier(path, threads=1) for path, _ in artifacts})
-    results = {r.name: r for r in evaluate(predictors, images, reference=REFERENCE)}
-    reference = results[REFERENCE].probs
-    checked = []
-    for path, precision in artifacts:
-        result = results[path.name]
-        conf, n = confident_agreement(reference, result.probs, CONFIDENT_MARGIN)
-        checked.append(CheckedArtifact(path.name, precision, result, conf, n, judge(precision, result, conf, n)))
-    return checked
+    groups: dict[int, tuple[KerasPredictor, list[tuple[Path, str]]]] = {}
+    for path, precision, reference in artifacts:
+        groups.setdefault(id(reference), (reference, []))[1].append((path, precision))
+    checked = {}
+    for reference, members in groups.values():
+        predictors = {REFERENCE: reference, **{path.name: EdgeClassifier(path, threads=1) for path, _ in members}}
+        results = {r.name: r for r in evaluate(predictors, images, reference=REFERENCE)}
+        for path, precision in members:
+            result = results[path.name]
+            conf, n = confident_agreement(results[REFERENCE].probs, result.probs, CONFIDENT_MARGIN)
+            checked[path] = CheckedArtifact(path.name, precision, result, conf, n, judge(precision, result, conf, n))
+    return [checked[path] for path, _, _ in artifacts]
 
 
 def float_problems(result: Result) -> list[str]:

@@ -45,7 +45,7 @@ RAW_BYTES = quant_record("uint8", 1.0, 0)
 def build_float(ctx: ExportContext, path: Path) -> None:
     from bcc_edge._tf import tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(ctx.raw_float_model)
+    converter = tf.lite.TFLiteConverter.from_keras_model(ctx.calibrated_raw_float_model)
     _write(ctx, path, _convert(converter, "float TFLite"), "float32", ctx.raw_spec)
 
 
@@ -90,12 +90,24 @@ def _convert(converter, what: str) -> bytes:
         raise BccError(f"cannot convert the model to {what}: {first_line(exc, lines=3)}") from None
 
 
-def float_logits(ctx: ExportContext, path: Path) -> np.ndarray:
-    """The float TFLite model's logits on the held-back images: the float Keras model's."""
-    return ctx.float_logits
+def float_temperature(ctx: ExportContext, path: Path) -> tuple[float, np.ndarray]:
+    """The temperature folded into the float TFLite model at build, and the logits it was
+    fitted on (the float Keras model's on the held-back images)."""
+    return ctx.float_temperature, ctx.float_logits
 
 
-def uint8_logits(ctx: ExportContext, path: Path) -> np.ndarray:
+def uint8_temperature(ctx: ExportContext, path: Path) -> tuple[float, np.ndarray]:
+    """Fit the uint8 model's temperature on its own logits and write it into its softmax;
+    returns it with those logits."""
+    from bcc_edge.export.trust import fit_temperature
+
+    logits = _uint8_logits(ctx)
+    temperature = fit_temperature(logits, ctx.heldout[2])
+    _set_softmax_beta(path, 1.0 / temperature)
+    return temperature, logits
+
+
+def _uint8_logits(ctx: ExportContext) -> np.ndarray:
     """The uint8 model's logits on the held-back images, from the same quantised graph
     converted up to its logits layer (the softmax's 8-bit output is too coarse to fit on)."""
     from ai_edge_litert.interpreter import Interpreter
@@ -118,9 +130,9 @@ def uint8_logits(ctx: ExportContext, path: Path) -> np.ndarray:
     return np.array(logits)
 
 
-def set_temperature(path: Path, temperature: float) -> None:
-    """Write softmax(logits / temperature) into the model: the beta of its SOFTMAX operators
-    (LiteRT's int8 and float kernels both honour it)."""
+def _set_softmax_beta(path: Path, beta: float) -> None:
+    """softmax(beta * logits) in the model: the beta of its SOFTMAX operators (LiteRT's int8
+    kernel folds it into its lookup table)."""
     from ai_edge_litert import schema_py_generated as schema
 
     def edit(model, _schema) -> None:
@@ -129,7 +141,7 @@ def set_temperature(path: Path, temperature: float) -> None:
         if not operators:
             raise BccError(f"{path.name} has no softmax to take the temperature")
         for op in operators:
-            op.builtinOptions.beta = 1.0 / temperature
+            op.builtinOptions.beta = beta
 
     write_bytes(path, metadata.repack_tflite(path.read_bytes(), edit))
 

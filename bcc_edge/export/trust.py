@@ -282,14 +282,12 @@ def complete(ctx, fmt, path: Path) -> str:
     records, images, y = ctx.heldout
     classifier = EdgeClassifier(path, threads=1, review=False, guard=False)
     outputs = _chunked(lambda part: classifier.outputs(classifier.prepare(part)), images)
-    if fmt.logits is None:  # bcc-edge's own artifact: the device calibrates its logits
+    if fmt.temperature is None:  # bcc-edge's own artifact: the device calibrates its logits
         calibration, cv = fit_calibration(outputs, y, ctx.options.seed)
         probs = calibration.probabilities(outputs)
         scores = {**calibration.to_dict(), **cv, "before": quality(_softmax(outputs.astype(np.float64)), y), "after": quality(probs, y)}
-    else:  # a softmax in the graph, for other clients: it takes the temperature itself
-        logits = fmt.logits(ctx, path)
-        temperature = fit_temperature(logits, y)
-        fmt.set_temperature(path, temperature)
+    else:  # a softmax in the graph, for other clients: it applies the temperature itself
+        temperature, logits = fmt.temperature(ctx, path)
         classifier = EdgeClassifier(path, threads=1, review=False, guard=False)
         probs = _chunked(lambda part: classifier.outputs(classifier.prepare(part)), images)
         scores = {"method": "temperature", "temperature": temperature, "in_graph": True, "before": quality(_softmax(logits.astype(np.float64)), y), "after": quality(probs, y)}
@@ -309,7 +307,7 @@ def complete(ctx, fmt, path: Path) -> str:
     after = scores["after"]
     how = f"temperature {scores['temperature']:.3f}" if scores["method"] == "temperature" else "vector scaling"
     return (
-        f"{path.name}: {how}{' (in the graph)' if fmt.logits else ''}, ECE {scores['before']['ece']:.4f} -> {after['ece']:.4f}, "
+        f"{path.name}: {how}{' (in the graph)' if fmt.temperature else ''}, ECE {scores['before']['ece']:.4f} -> {after['ece']:.4f}, "
         f"NLL {after['nll']:.4f}, Brier {after['brier']:.4f}; review {'per class' if policy.per_class else f'below {policy.threshold:.4f}'}: "
         f"coverage {review['coverage']:.2%} at {review['accepted_accuracy']:.2%} accepted "
         f"(cross-validated {review['cross_validated']['per_class' if policy.per_class else 'global']['coverage']:.2%} / "
