@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from bcc_edge import __version__
-from bcc_edge.commands import bench, calib, demo, export, infer, models, report, train, verify
+from bcc_edge.commands import bench, calib, count, demo, export, infer, models, report, selftest, train, verify
 
 app = typer.Typer(
     name="bcc-edge",
@@ -34,6 +34,8 @@ app.command("models")(models.models_command)
 app.command("export")(export.export_command)
 app.command("verify")(verify.verify_command)
 app.command("infer")(infer.infer_command)
+app.command("count")(count.count_command)
+app.command("selftest")(selftest.selftest_command)
 app.command("report")(report.report_command)
 app.command("demo")(demo.demo_command)
 app.add_typer(bench.app, name="bench")

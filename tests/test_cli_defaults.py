@@ -27,7 +27,7 @@ def stated_defaults(command) -> dict[str, str]:
 def test_export_help_states_the_export_options_defaults():
     stated = stated_defaults(export_command.export_command)
     defaults = {f.name: f.default for f in dataclasses.fields(ExportOptions)}
-    assert set(stated) == {"io", "qat_epochs", "qat_lr", "calib_per_class", "seed"}
+    assert set(stated) == {"io", "qat_epochs", "qat_lr", "calib_per_class", "seed", "review_target", "guard_percentile"}
     for name, text in stated.items():
         assert text == str(defaults[name]), name
 
@@ -39,7 +39,7 @@ def test_calib_help_states_the_calib_default():
     assert stated_defaults(calib_make_command) == {"per_class": str(DEFAULT_PER_CLASS)}
 
 
-@pytest.mark.parametrize("command", ["infer", "export", "verify", "bench", "calib", "train", "report", "demo", "models"])
+@pytest.mark.parametrize("command", ["infer", "count", "selftest", "export", "verify", "bench", "calib", "train", "report", "demo", "models"])
 def test_no_command_module_loads_training_code_at_import(command):
     import subprocess
     import sys

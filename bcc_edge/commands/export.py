@@ -29,6 +29,8 @@ def export_command(
     calib_per_class: Optional[int] = typer.Option(None, "--calib-per-class", help="Images per class in the default calibration set [default: 32]."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for QAT and the default calibration sample [default: 0]."),
     force: bool = typer.Option(False, "--force", help="Replace an existing export directory."),
+    review_target: Optional[float] = typer.Option(None, "--review-target", help="Accuracy the review policy keeps on the accepted images, fitted on the run's val split [default: 0.998]."),
+    guard_percentile: Optional[float] = typer.Option(None, "--guard-percentile", help="Percentile of the val images' distances above which the input guard flags an image [default: 99.0]."),
 ) -> None:
     """Write model_float.tflite, model_float.onnx (+ model_int8.*, model_uint8.tflite with --int8),
     calibration.csv and manifest.json; every artifact embeds its labels and preprocessing. The export is
@@ -47,6 +49,8 @@ def export_command(
         "calib_per_class": calib_per_class,
         "force": force,
         "seed": seed,
+        "review_target": review_target,
+        "guard_percentile": guard_percentile,
     }
     options = ExportOptions(**{k: v for k, v in given.items() if v is not None})
     result = export_run(run_dir, out if out is not None else run_dir / "export", options, log=_log)
