@@ -62,6 +62,8 @@ def infer_command(
         review=not no_review,
         guard=not no_guard,
     )
+    if provider != "cpu":  # what really runs the nodes, which a GPU build may not be
+        typer.echo(f"onnxruntime provider: {classifier.provider}", err=True)
     paths, total = gather_inputs(inputs)
     # A bar redrawn between rows printed to the same terminal would garble both.
     show_progress = total is not None and is_terminal(sys.stderr) and not (output is None and is_terminal(sys.stdout))
