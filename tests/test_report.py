@@ -80,6 +80,18 @@ def _onnx_probs(path: Path, spec: PreprocessSpec, image_paths) -> np.ndarray:
     return np.array([session.run(None, {name: reference_apply(spec, load_image(p, spec))[None]})[0][0] for p in image_paths], np.float64)
 
 
+def _calibrated(path: Path, outputs: np.ndarray) -> np.ndarray:
+    """Logits outputs calibrated by hand from the artifact's stored calibration."""
+    from bcc_edge import metadata
+
+    meta = metadata.read_artifact(path)
+    doc = meta["probabilities"]
+    z = outputs.astype(np.float32).astype(np.float64)  # the runtime dequantises to float32
+    z = z * np.array(doc["scale"]) + np.array(doc["bias"]) if doc["method"] == "vector" else z / doc["temperature"]
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)  # and hands back float32
+
+
 def _expected_pareto(costs, accuracies):
     return [not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for c2, a2 in zip(costs, accuracies)) for c, a in zip(costs, accuracies)]
 
@@ -98,8 +110,8 @@ def test_every_number_matches_an_independent_computation(two_artifact_report):
     assert "saved split" in data["selection"]
     assert report["latency"] == {"batch": 1, "threads": 1, "images": min(4, len(records)), "passes": 3, "statistic": "p50"}
 
-    probs = {"model_int8.tflite": _tflite_probs(export / "model_int8.tflite", spec, image_paths),
-             "model_float.onnx": _onnx_probs(export / "model_float.onnx", spec, image_paths)}
+    probs = {"model_int8.tflite": _calibrated(export / "model_int8.tflite", _tflite_probs(export / "model_int8.tflite", spec, image_paths)),
+             "model_float.onnx": _calibrated(export / "model_float.onnx", _onnx_probs(export / "model_float.onnx", spec, image_paths))}
     entries = {e["file"]: e for e in report["artifacts"]}
     assert sorted(entries) == sorted(TWO)
     for file, entry in entries.items():
@@ -189,8 +201,9 @@ def test_html_renders_its_plots_in_a_headless_browser(two_artifact_report, tmp_p
     assert match, result.stderr[-2000:]
     decoded, total = map(int, match.groups())
     gallery = sum(len(e["worst_errors"]) for e in report["artifacts"])
-    # accuracy vs size, accuracy vs latency, per-class F1, a confusion matrix per artifact, thumbnails
-    assert total == 3 + 2 + gallery
+    # accuracy vs size and vs latency, per-class F1, reliability, risk-coverage, a confusion
+    # matrix per artifact, thumbnails
+    assert total == 5 + 2 + gallery
     assert decoded == total
 
 

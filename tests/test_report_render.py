@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bcc_edge.evaluate import trust
 from bcc_edge.metrics import classification_metrics
 from bcc_edge.report import plots
 from bcc_edge.report.gallery import thumbnail_uri, worst_errors
@@ -28,7 +29,15 @@ def _entry(run, file, fmt, precision, nbytes, latency, accuracy, rng, y_true):
         "latency_ms": None if latency is None else {stage: {"p50": latency, "p95": latency * 1.2, "p99": latency * 1.5} for stage in ("decode", "preprocess", "invoke")},
         "metrics": classification_metrics(y_true, y_pred, 3), "agreement": None,
         "pareto": {"size": False, "latency": False}, "worst_errors": [],
+        "trust": trust(probs_for(y_pred, rng), y_true, None, [0.9, 0.9, None], 3),
+        "risk_coverage": {"coverage": [0.5, 0.8, 1.0], "accuracy": [1.0, 0.97, accuracy]},
     }
+
+
+def probs_for(y_pred, rng):
+    p = rng.random((len(y_pred), 3)) * 0.3
+    p[np.arange(len(y_pred)), y_pred] += 0.7
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def fake_report() -> dict:
@@ -82,6 +91,7 @@ def test_markdown_has_every_artifact_and_the_failure():
     assert "## Failed artifacts" in text and "not a TFLite model \\| broken" in text  # pipe escaped inside a cell
     assert "97.00% vs seed1/best.keras" in text and "(reference)" in text
     assert "a note with \\<markup\\>" in text and "<markup>" not in text  # no raw HTML from notes
+    assert "## Trusting a prediction" in text and "review coverage" in text and "Recall change against the float model" in text
     assert "<gamma>" not in text and "\\<gamma\\>" in text  # nor from labels
     # per-class table row of the first artifact
     m = report["artifacts"][0]["metrics"]
@@ -101,8 +111,8 @@ def test_html_is_self_contained_with_plots_and_escaped_text():
     report = fake_report()
     page = render_html(report, {"/nowhere/a.jpg": None})
     images = re.findall(r'<img src="(data:image/png;base64,[^"]+)"', page)
-    # 2 trade-off plots + per-class F1 + one confusion matrix per successful artifact
-    assert len(images) == 3 + 4
+    # 2 trade-off plots + per-class F1 + reliability + risk-coverage + one confusion matrix per successful artifact
+    assert len(images) == 5 + 4
     for uri in images:
         _decode(uri)
     assert "<gamma>" not in page and "&lt;gamma&gt;" in page

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from bcc_edge import __version__, evaluate
+from bcc_edge import __version__, evaluate, metrics
 from bcc_edge import data as data_mod
 from bcc_edge.errors import BccError, first_line
 from bcc_edge.report.collect import Artifact, Group, collect
@@ -180,6 +180,7 @@ def build_report(paths: Sequence[str], data: str, options: ReportOptions = Repor
         reference = _reference(members)
         outputs = {s.id: (s.probs, s.seconds) for s in members if s.probs is not None}
         results = {r.name: r for r in evaluate.compare(outputs, reference.id if reference else None, y_true, len(labels))} if outputs else {}
+        reference_recall = results[reference.id].metrics["per_class"]["recall"] if reference else [None] * len(labels)
         params = _params(group, members)
         for slot in members:
             entry = _entry(slot)
@@ -202,6 +203,8 @@ def build_report(paths: Sequence[str], data: str, options: ReportOptions = Repor
                     problems=result.problems,
                     latency_ms=latency,
                     worst_errors=worst_errors(result.probs, y_true, image_paths, labels, options.gallery_per_class),
+                    trust=evaluate.trust(result.probs, y_true, getattr(slot.predictor, "review", None), reference_recall, len(labels)),
+                    risk_coverage=_thinned(metrics.risk_coverage(result.probs, y_true)),
                 )
                 notes += [f"{slot.id}: {problem}" for problem in result.problems]
             entries.append(entry)
@@ -221,6 +224,12 @@ def build_report(paths: Sequence[str], data: str, options: ReportOptions = Repor
         "artifacts": entries,
         "notes": notes,
     }
+
+
+def _thinned(curve: dict, points: int = 200) -> dict:
+    """At most `points` points of a risk-coverage curve (the JSON stays small for any data set)."""
+    keep = np.unique(np.linspace(0, len(curve["coverage"]) - 1, min(points, len(curve["coverage"]))).astype(int))
+    return {key: [round(values[i], 6) for i in keep] for key, values in curve.items()}
 
 
 def _mark_pareto(entries: list[dict]) -> None:

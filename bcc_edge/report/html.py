@@ -78,6 +78,10 @@ def render_html(report: dict, thumbnails: Mapping[str, str | None]) -> str:
     if entries:
         parts += ["<h2>Trade-offs</h2>", _tradeoffs(entries),
                   f"<figure>{_img(plots.per_class_f1(entries, labels), 'per-class F1')}</figure>"]
+        parts += ["<h2>Trusting a prediction</h2>", _table(tables.trust(report)),
+                  f"<figure>{_img(plots.reliability(entries), 'reliability diagram')}</figure>",
+                  f"<figure>{_img(plots.risk_coverage(entries), 'risk-coverage curves')}</figure>",
+                  "<h3>Recall change against the float model (points)</h3>", _table(tables.recall_change(report, labels))]
     for entry in entries:
         confusion = plots.confusion(entry["metrics"]["confusion"], labels, f"{entry['id']} (row-normalised)")
         parts += [

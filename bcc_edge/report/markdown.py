@@ -36,6 +36,8 @@ def render_markdown(report: dict) -> str:
     if report["notes"]:
         out += ["## Notes", "", *[f"- {_escape(note)}" for note in report["notes"]], ""]
     out += ["## Summary", "", _table(tables.summary(report)), ""]
+    out += ["## Trusting a prediction", "", "Calibration (ECE: 15 equal-width bins of the top-1 score) and the review policy of each artifact:", "",
+            _table(tables.trust(report)), "", "Recall change against the float model, points:", "", _table(tables.recall_change(report, labels)), ""]
     failed = tables.failed(report)
     if failed[1]:
         out += ["## Failed artifacts", "", _table(failed), ""]

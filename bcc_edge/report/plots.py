@@ -122,3 +122,47 @@ def per_class_f1(entries: Sequence[dict], labels: Sequence[str]) -> str:
     axes.grid(True, axis="x", alpha=0.3)
     axes.legend(fontsize=7, loc="lower left")
     return _to_data_uri(figure)
+
+
+def reliability(entries: Sequence[dict]) -> str:
+    """Reliability diagram: accuracy against mean top-1 confidence per bin, one line per
+    artifact; a calibrated model follows the diagonal."""
+    figure = _new_figure(6.0, 5.0)
+    axes = figure.add_subplot()
+    axes.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+    for entry in entries:
+        bins = entry["trust"]["reliability"]
+        points = [(c, a) for c, a in zip(bins["confidence"], bins["accuracy"]) if c is not None]
+        if points:
+            xs, ys = zip(*points)
+            axes.plot(xs, ys, marker="o", markersize=3, label=_plain(f"{entry['run']} · {kind_label(entry)} (ECE {entry['trust']['ece']:.3f})"))
+    axes.set_xlabel("mean top-1 confidence in bin")
+    axes.set_ylabel("accuracy in bin")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_title("Reliability")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7, loc="upper left")
+    return _to_data_uri(figure)
+
+
+def risk_coverage(entries: Sequence[dict]) -> str:
+    """Accuracy on the accepted images against the share accepted when the least confident are
+    referred; each artifact's review policy marked on its curve."""
+    figure = _new_figure(6.0, 5.0)
+    axes = figure.add_subplot()
+    for i, entry in enumerate(entries):
+        curve = entry["risk_coverage"]
+        colour = f"C{i % 10}"
+        axes.plot([100 * c for c in curve["coverage"]], [100 * a for a in curve["accuracy"]], color=colour, linewidth=1.2,
+                  label=_plain(f"{entry['run']} · {kind_label(entry)}"))
+        t = entry["trust"]
+        if t["accepted_accuracy"] is not None and t["coverage"] < 1:
+            axes.scatter([100 * t["coverage"]], [100 * t["accepted_accuracy"]], color=colour, edgecolors="black", zorder=3)
+    axes.set_xlabel("coverage: images accepted (%)")
+    axes.set_ylabel("accuracy on accepted images (%)")
+    axes.set_xlim(50, 100)
+    axes.set_title("Risk-coverage (dots: the review policy)")
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7, loc="lower left")
+    return _to_data_uri(figure)

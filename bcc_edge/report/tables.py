@@ -53,3 +53,24 @@ def per_class(entry: dict, labels: list[str]) -> Table:
 def confusion(entry: dict, labels: list[str]) -> Table:
     matrix = entry["metrics"]["confusion"]
     return ["true \\ predicted", *labels], [[label, *map(str, row)] for label, row in zip(labels, matrix)]
+
+
+def trust(report: dict) -> Table:
+    """Calibration and referral per artifact: what a lab acting on each score can rely on."""
+    headers = ["run", "artifact", "kind", "ECE", "NLL", "Brier", "review coverage", "accepted accuracy"]
+    rows = []
+    for e in ok_entries(report):
+        t = e["trust"]
+        rows.append([e["run"], e["file"], kind_label(e), f"{t['ece']:.4f}", f"{t['nll']:.4f}", f"{t['brier']:.4f}",
+                     pct(t["coverage"]), pct(t["accepted_accuracy"])])
+    return headers, rows
+
+
+def recall_change(report: dict, labels: list[str]) -> Table:
+    """Each class's recall against its run's float model, in points: losses on rare classes
+    (basophils) that the global top-1 hides."""
+    rows = []
+    for e in ok_entries(report):
+        cells = ["-" if c is None else f"{100 * c:+.2f}" for c in e["trust"]["recall_change"]]
+        rows.append([e["run"], e["file"], *cells])
+    return ["run", "artifact", *labels], rows
