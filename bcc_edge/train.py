@@ -34,6 +34,7 @@ import numpy as np
 from bcc_edge import __version__, data, fileio, models, rundir
 from bcc_edge.augment import PRESETS as AUGMENT_PRESETS
 from bcc_edge.errors import BccError
+from bcc_edge.forecast import Forecast
 from bcc_edge.preprocess import INTERPOLATIONS, PreprocessSpec
 from bcc_edge.progress import ProgressBar, format_duration
 from bcc_edge.rundir import RunDir
@@ -532,6 +533,7 @@ def _fit(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime, log, progress) -
         )
 
     epoch, step_in_epoch = start_epoch, skip
+    forecast = Forecast(cfg, runtime, steps, cfg.epochs - start_epoch, log)
     bar = started = None
     lr = learning_rate(cfg, epoch * steps + step_in_epoch, total_steps, steps)
     stop = _StopRequest.install()
@@ -553,6 +555,7 @@ def _fit(out: Path, cfg: TrainConfig, arrays: _Arrays, runtime, log, progress) -
                 correct += batch_correct
                 seen += global_batch
                 step_in_epoch += 1
+                forecast.step()
                 bar.update(postfix=f"loss {float(loss_sum) / seen:.4f} acc {float(correct) / seen:.4f}" if bar.due() else None)
             seconds = time.perf_counter() - started
             bar.close()

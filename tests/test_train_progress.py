@@ -40,3 +40,29 @@ def test_format_duration():
     assert format_duration(59.6) == "1:00"
     assert format_duration(3725) == "1:02:05"
     assert format_duration(-3) == "0:00"
+
+
+def test_a_long_cpu_run_forecasts_its_time_and_faster_choices(monkeypatch):
+    from types import SimpleNamespace
+
+    from bcc_edge import forecast
+    from bcc_edge.train import TrainConfig
+
+    cfg = TrainConfig(data="d", out="o").resolved()  # the default: seed000-enhanced at 224 px
+    runtime = SimpleNamespace(gpus=0, is_chief=True, policy="float32")
+    lines = []
+    ticks = iter(range(10**6))
+    monkeypatch.setattr(forecast.time, "perf_counter", lambda: 0.6 * next(ticks))  # 0.6 s a step
+    monkeypatch.setattr(forecast, "_cpu_has_bf16", lambda: True)
+    f = forecast.Forecast(cfg, runtime, steps_per_epoch=747, epochs_left=50, log=lines.append)
+    for _ in range(forecast.WARMUP_STEPS + forecast.MEASURE_STEPS):
+        f.step()
+    (line,) = lines
+    assert line.startswith("estimate on this CPU (no GPU):") and "50 epochs" in line
+    assert "--image-size 128" in line and "--model bcc-small" in line and "--mixed-precision bf16" in line
+    f.step()
+    assert len(lines) == 1  # once
+    on_gpu = forecast.Forecast(cfg, SimpleNamespace(gpus=1, is_chief=True, policy="mixed_float16"), 747, 50, lines.append)
+    for _ in range(40):
+        on_gpu.step()
+    assert len(lines) == 1
