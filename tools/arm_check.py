@@ -13,7 +13,8 @@ Run from the project root with the project's dev install active. Steps:
      the C kernel against `reference_apply` and against the x86_64 kernel on random shapes,
      `EdgeClassifier` on every artifact against the x86_64 probabilities, and
      `python -m bcc_edge infer` on good and bad images against the x86_64 rows and exit code,
-     also on a board without onnxruntime / ai-edge-litert.
+     also on a board without onnxruntime / ai-edge-litert, and `python -m bcc_edge selftest`
+     on every artifact and on the bundled models (their golden vectors reproduced there).
 Prints a table (check x CPU). Exit 0: every output identical or within tolerance;
 1: a mismatch; 2: the emulated environment or the inputs could not be set up (never a skip).
 Emulated run times say nothing about device speed and are not reported as such.
@@ -541,6 +542,18 @@ def compare_cli(got: CliRun, want: CliRun) -> Cell:
     return Cell(True, f"ok: same {len(rows)} rows, exit {got.code}")
 
 
+def check_selftest(run: CliRun) -> Cell:
+    """The artifact's golden vectors reproduced stage by stage (exit 0, every check passed)."""
+    try:
+        report = json.loads(run.stdout)
+    except ValueError:
+        return Cell(False, f"FAIL: exit {run.code}: {(run.stderr.strip().splitlines() or [''])[-1][:120]}")
+    if run.code != 0 or not report.get("passed"):
+        return Cell(False, f"FAIL: {report.get('summary', '')[:150]}")
+    statuses = {c["status"] for c in report["checks"]}
+    return Cell(True, f"ok: {len(report['checks'])} stage checks, {' / '.join(sorted(statuses))}")
+
+
 def check_missing_backend(refused: CliRun, package: str, other: CliRun, other_want: CliRun) -> Cell:
     """The format whose backend is missing: exit 2 naming the package; the other: same rows."""
     if refused.code != 2 or package not in refused.stderr or "Traceback" in refused.stderr:
@@ -561,6 +574,8 @@ KERNEL_VS_X86 = "C kernel == x86_64 kernel (same cases)"
 MISSING_BACKENDS = (("INT8 ONNX", "INT8 TFLite", "onnxruntime", "onnxruntime"),
                     ("INT8 TFLite", "INT8 ONNX", "ai_edge_litert,tflite_runtime", "ai-edge-litert"))
 CLI_MODELS = ("INT8 TFLite", "INT8 ONNX")
+# The models a release ships (bcc-edge infer's default), selftested on each CPU as they are.
+BUNDLED = {f"bundled {path.name}": path for path in sorted((PROJECT / "bcc_edge" / "assets").glob("model_*.*")) if path.suffix in (".tflite", ".onnx")}
 
 
 def infer_args(model: Path) -> list[str]:
@@ -630,6 +645,9 @@ def guest_side(guest: GuestEnv, cpu: str, stage: Path, inputs: Inputs, host: dic
     for name in CLI_MODELS:
         run = CliRun.of(guest.run(["-m", "bcc_edge", *infer_args(inputs.models[name])], cpu, [stage], inputs.work))
         cells[f"bcc-edge infer {name}: rows, exit == x86_64"] = compare_cli(run, host_cli[name])
+    for name, model in [*((n, inputs.models[n]) for n in ARTIFACTS.values()), *BUNDLED.items()]:
+        run = CliRun.of(guest.run(["-m", "bcc_edge", "selftest", "--model", str(model), "--json"], cpu, [stage], inputs.work))
+        cells[f"bcc-edge selftest {name}"] = check_selftest(run)
     for refused, other, modules, package in MISSING_BACKENDS:
         runs = {name: CliRun.of(guest.run([str(TOOLS / "arm_guest.py"), "without", modules, *infer_args(inputs.models[name])],
                                           cpu, [stage], inputs.work)) for name in (refused, other)}
