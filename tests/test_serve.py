@@ -139,6 +139,8 @@ def test_token_guards_everything_but_liveness_and_the_page_shell(classifier):
     client = TestClient(create_app(classifier, token="s3cret"), base_url="http://station.lab:8000")
     assert client.get("/healthz").status_code == 200
     assert client.get("/").status_code == 200 and client.get("/page/app.js").status_code == 200
+    assert "/page/docs.js" in client.get("/docs").text  # the offline reference, no CDN
+    assert "multipart/form-data" in json.dumps(client.get("/openapi.json").json()["paths"]["/v1/classify"])
     assert client.get("/v1/model").status_code == 401
     assert client.get("/v1/model", headers={"Authorization": "Bearer wrong"}).status_code == 401
     assert client.get("/v1/model", headers={"Authorization": "Basic s3cret"}).status_code == 401

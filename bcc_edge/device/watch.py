@@ -75,22 +75,12 @@ def watch(
     done, tally = _resume(classifier, output, state_path)
     stop = stop or threading.Event()
     summary = RunSummary()
-    pending: dict[str, tuple[tuple[int, int], float]] = {}  # not yet settled: signature, since
+    pending: dict[str, tuple[tuple[int, int], float]] = {}
     with AppendLog(output, header) as results, AppendLog(state_path, model_line) as state:
+        if count is not None:
+            write_json(count, tally.document())
         while not stop.is_set():
-            now = time.monotonic()
-            found = dict(_scan(directory))
-            ready = []
-            for rel, signature in sorted(found.items()):  # rows in name order within a poll
-                if (rel, *signature) in done:
-                    continue
-                seen = pending.get(rel)
-                if seen is None or seen[0] != signature:
-                    pending[rel] = (signature, now)
-                elif now - seen[1] >= settle:
-                    ready.append((rel, *signature))
-            for rel in pending.keys() - found.keys():  # deleted or renamed away before it settled
-                del pending[rel]
+            ready = _settled(dict(_scan(directory)), done, pending, settle)
             paths = [os.path.join(directory, key[0]) for key in ready]
             for key, prediction in zip(ready, iter_predictions(classifier, paths, k, workers=workers, timeout=invoke_timeout)):
                 if prediction.error is not None and not os.path.exists(os.path.join(directory, key[0])):
@@ -107,6 +97,25 @@ def watch(
                 write_json(count, tally.document())
             stop.wait(poll)
     return summary
+
+
+def _settled(found: dict[str, tuple[int, int]], done: set[Key], pending: dict[str, tuple[tuple[int, int], float]], settle: float) -> list[Key]:
+    """The files of `found` not yet classified whose (size, mtime) has not changed for `settle`
+    seconds, in name order. `pending` holds each other file's signature and since when it has
+    been seen unchanged; a file gone before it settled is dropped from it."""
+    now = time.monotonic()
+    ready = []
+    for rel, signature in sorted(found.items()):
+        if (rel, *signature) in done:
+            continue
+        seen = pending.get(rel)
+        if seen is None or seen[0] != signature:
+            pending[rel] = (signature, now)
+        elif now - seen[1] >= settle:
+            ready.append((rel, *signature))
+    for rel in pending.keys() - found.keys():
+        del pending[rel]
+    return ready
 
 
 def _scan(directory: str | os.PathLike, prefix: str = "") -> Iterator[tuple[str, tuple[int, int]]]:
