@@ -129,7 +129,7 @@ def create_app(
         """The model (labels, calibrated probabilities, review policy, input guard), its
         preprocessing, the selftest run at start and this server's limits."""
         return {
-            "model": model_info(),
+            **model_info(),
             "spec": classifier.spec.to_dict(),
             "selftest": report.to_dict(),
             "server": {"max_upload_bytes": max_upload_bytes, "max_files": MAX_FILES, "queue": queue, "reviews": reviews is not None},

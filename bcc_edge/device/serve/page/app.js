@@ -54,8 +54,8 @@ async function loadModel() {
     if (!(error instanceof NeedToken)) $("model").textContent = "The model could not be loaded: " + error.message;
     return;
   }
-  const m = state.model.model;
-  $("model").textContent = `${m.name} (${m.format}, ${m.precision}), ${m.labels.length} classes. ${state.model.selftest.summary}`;
+  const m = state.model;
+  $("model").textContent = `${m.name} (${m.format}, ${m.precision}), ${m.labels.length} classes. ${m.selftest.summary}`;
   pump();
 }
 
@@ -191,7 +191,7 @@ function reviewControl(cell) {
   const box = el("div", "review");
   const select = el("select");
   select.setAttribute("aria-label", "the reviewer's label");
-  for (const label of state.model.model.labels) {
+  for (const label of state.model.labels) {
     const option = el("option", "", label);
     option.value = label;
     option.selected = label === cell.row.label;
@@ -243,7 +243,7 @@ function renderCount(sample) {
   $("totals").textContent = `${sample.n} cells: ${sample.accepted} accepted, ${sample.review} referred for review, ${sample.errors} unreadable. ` +
     "Percentages of the accepted cells, with their 95% (Wilson) intervals.";
   const body = $("count").tBodies[0];
-  body.replaceChildren(...state.model.model.labels.map((label) => {
+  body.replaceChildren(...state.model.labels.map((label) => {
     const c = sample.classes[label];
     const tr = el("tr");
     const [lo, hi] = c.ci95;
