@@ -19,9 +19,9 @@ def serve_command(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on. Anything but loopback needs --token."),
     port: int = typer.Option(8000, "--port", min=0, max=65535, help="TCP port (0: any free port)."),
     token: Optional[str] = typer.Option(None, "--token", envvar="BCC_EDGE_TOKEN", help="Require 'Authorization: Bearer TOKEN' on every API call (or set BCC_EDGE_TOKEN, which ps does not show)."),
-    max_upload_mb: float = typer.Option(20, "--max-upload-mb", min=0.01, help="Largest request body, in MiB (413 above it)."),
+    max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", min=0.01, help="Largest request body, in MiB (413 above it) [default: 20]."),
     threads: o.Threads = None,
-    queue: int = typer.Option(16, "--queue", min=1, help="Requests in the server at once (being read, waiting or classified); more get 503 with Retry-After."),
+    queue: Optional[int] = typer.Option(None, "--queue", min=1, help="Requests in the server at once (being read, waiting or classified); more get 503 with Retry-After [default: 16]."),
     review_dir: Optional[Path] = typer.Option(None, "--review-dir", help="Store the reviewers' labels here as <label>/<sha256>.<ext> plus reviews.csv (a folder bcc-edge train --data reads)."),
     backend: o.Backend = "auto",
     provider: o.Provider = "cpu",
@@ -49,7 +49,8 @@ def serve_command(
         model or default_model(), threads=1, backend=backend, provider=provider,
         review_threshold=review_threshold, review=not no_review, guard=not no_guard,
     )
+    given = {"max_upload_bytes": int(max_upload_mb * 1024 * 1024) if max_upload_mb is not None else None, "queue": queue}
     serve(
-        classifier, host, port, token, selftest=not skip_selftest, review_dir=review_dir,
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024), workers=threads, queue=queue, invoke_timeout=invoke_timeout,
+        classifier, host, port, token, selftest=not skip_selftest, review_dir=review_dir, workers=threads, invoke_timeout=invoke_timeout,
+        **{k: v for k, v in given.items() if v is not None},  # unset: the library's defaults
     )

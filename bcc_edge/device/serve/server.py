@@ -20,7 +20,7 @@ def check_bind(host: str, token: str | None) -> None:
         raise BccError(f"refusing to listen on {host} without --token: anyone on the network could use this server (give --token, or keep --host 127.0.0.1)")
 
 
-def serve(classifier: EdgeClassifier, host: str = "127.0.0.1", port: int = 8000, token: str | None = None, selftest: bool = True, review_dir: str | Path | None = None, **app_options) -> None:
+def serve(classifier: EdgeClassifier, host: str, port: int, token: str | None = None, selftest: bool = True, review_dir: str | Path | None = None, **app_options) -> None:
     """Serve `classifier` until SIGINT/SIGTERM. `selftest`: refuse to start when the model fails
     it (when False it still runs, for /v1/model to show). `app_options`: `create_app`'s."""
     check_bind(host, token)
