@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from bcc_edge import __version__
-from bcc_edge.commands import bench, calib, count, demo, export, infer, models, report, selftest, train, verify
+from bcc_edge.commands import bench, calib, count, demo, export, infer, models, report, selftest, serve, train, verify, watch
 
 app = typer.Typer(
     name="bcc-edge",
@@ -36,6 +36,8 @@ app.command("verify")(verify.verify_command)
 app.command("infer")(infer.infer_command)
 app.command("count")(count.count_command)
 app.command("selftest")(selftest.selftest_command)
+app.command("serve")(serve.serve_command)
+app.command("watch")(watch.watch_command)
 app.command("report")(report.report_command)
 app.command("demo")(demo.demo_command)
 app.add_typer(bench.app, name="bench")

@@ -31,12 +31,11 @@ import numpy as np
 
 from bcc_edge import augment as augment_mod
 from bcc_edge.errors import BccError
-from bcc_edge.decode import ImageDecodeError, load_image
+from bcc_edge.decode import IMAGE_EXTENSIONS, ImageDecodeError, load_image
 from bcc_edge.preprocess import PreprocessSpec, channel_affine, usable_cpus
 from bcc_edge.progress import ProgressBar
 from bcc_edge.fileio import csv_text, file_sha256, write_bytes
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 SPLITS_FILE = "splits.csv"
 SPLIT_COLUMNS = ("path", "label", "split", "sha256")
 # Bump when the cached bytes for a given spec would change (e.g. a resampling fix).

@@ -64,6 +64,11 @@ _SIGNATURES = (
     ("WEBP", lambda head: head[:4] == b"RIFF" and head[8:12] == b"WEBP"),
 )
 SUPPORTED_FORMATS = tuple(name for name, _ in _SIGNATURES)
+# The suffix a file of each format is stored under when bcc-edge names it (review copies).
+SUFFIX_OF_FORMAT = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
+# File names that announce an image: how folders of images are scanned (ImageFolder, watch).
+# Only a selection: the decoder trusts the content, never the name.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"})
 
 
 class TooManyPixels(Exception):
@@ -106,7 +111,7 @@ def decode_bytes(data: bytes, spec: PreprocessSpec | None = None, path: str | os
         raise ImageDecodeError(path, "empty file")
     if len(data) > MAX_FILE_BYTES:  # a file that grew while it was read, or an upload
         raise ImageDecodeError(path, f"too large: {len(data)} bytes is over the limit of {MAX_FILE_BYTES} (MAX_FILE_BYTES)")
-    fmt = next((name for name, matches in _SIGNATURES if matches(data[:12])), None)
+    fmt = sniff_format(data)
     if fmt is None:
         raise ImageDecodeError(path, f"not an image file, or an unsupported format (supported: {', '.join(SUPPORTED_FORMATS)})")
     draft_size = spec.size if spec is not None and spec.jpeg_draft else None
@@ -119,6 +124,11 @@ def decode_bytes(data: bytes, spec: PreprocessSpec | None = None, path: str | os
         return _pillow_decode(path, data, fmt, draft_size)
     except TooManyPixels as exc:
         raise ImageDecodeError(path, f"too large: {exc}") from None
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The format of an image file's bytes, one of SUPPORTED_FORMATS, or None."""
+    return next((name for name, matches in _SIGNATURES if matches(data[:12])), None)
 
 
 def _read_regular_file(path: str | os.PathLike) -> bytes:

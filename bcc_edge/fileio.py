@@ -80,6 +80,49 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+class AppendLog:
+    """A file that only grows, one whole record per `write` (results of `bcc-edge watch`, its
+    state, the review log of `serve`).
+
+    Each record is a single write(2) on an O_APPEND descriptor, so a reader, or another writer,
+    never sees half of one. `header` is written when the file is new or empty. A record torn by
+    a power cut (no final newline) was never complete: it is cut off when the log is opened
+    again, so the next record starts on a line of its own.
+    """
+
+    def __init__(self, path: str | os.PathLike, header: str = ""):
+        target = writable_target(path)
+        self._fd = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        try:
+            self._cut_torn_record()
+            if header and os.fstat(self._fd).st_size == 0:
+                self.write(header)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    def _cut_torn_record(self) -> None:
+        size = os.fstat(self._fd).st_size
+        if size == 0 or os.pread(self._fd, 1, size - 1) == b"\n":
+            return
+        tail = os.pread(self._fd, min(size, 1 << 20), max(0, size - (1 << 20)))  # records are short
+        os.ftruncate(self._fd, size - len(tail) + tail.rfind(b"\n") + 1)
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "surrogateescape")
+        while data:  # a regular file takes it all at once unless the disk is full
+            data = data[os.write(self._fd, data) :]
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+    def __enter__(self) -> "AppendLog":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def csv_line(cells: Iterable[Any]) -> str:
     """One CSV record (RFC 4180 quoting, "\\n" ending). Python's csv module leaves a lone "\\r"
     unquoted when the line ends in "\\n", and readers then split the record in two."""

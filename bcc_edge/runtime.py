@@ -2,8 +2,9 @@
 
 `EdgeClassifier` reads the labels and preprocessing spec embedded by the exporter
 (`bcc_edge.metadata`), runs the model through a backend (`bcc_edge.backends`) and always
-hands back float32 probabilities. `iter_predictions` is the pipeline from image files to
-predictions that `bcc-edge infer` (and the benchmarks) run.
+hands back float32 probabilities. `iter_predictions` is the pipeline from image files (or
+uploads held in memory, `Upload`) to predictions that `bcc-edge infer`, `count`, `watch`,
+`serve` and the benchmarks run.
 
 An artifact is untrusted input: its file size, its metadata (bounded, schema-checked) and
 its tensors (dtypes, quantisation, shapes against the labels and the spec) are checked
@@ -26,7 +27,7 @@ import numpy as np
 
 from bcc_edge import metadata as _metadata
 from bcc_edge.backends import BACKENDS, FORMAT_OF_BACKEND, open_backend
-from bcc_edge.decode import load_image
+from bcc_edge.decode import decode_bytes, load_image
 from bcc_edge.device.guard import Guard, features
 from bcc_edge.device.scores import Calibration, ReviewPolicy, softmax, statuses
 from bcc_edge.device.selftest import Report as SelftestReport
@@ -38,6 +39,15 @@ from bcc_edge.preprocess import PreprocessError, PreprocessSpec, usable_cpus
 BUNDLED_MODEL = Path(__file__).resolve().parent / "assets" / "model_int8.tflite"
 # Largest input batch in bytes: a model whose metadata asks for a huge input shrinks its batch.
 MAX_BATCH_BYTES = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Upload:
+    """An image file's bytes received over the network: decoded with the same limits and checks
+    as a file (`decode.decode_bytes`); `name` is only shown (its row's path, its errors)."""
+
+    name: str
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -315,9 +325,11 @@ class EdgeClassifier:
             "guard": self.guard is not None,
         }
 
-    def load(self, path: str | os.PathLike) -> np.ndarray:
-        """Decode one file the way this model's spec asks (JPEG draft decoding included)."""
-        return load_image(path, self.spec)
+    def load(self, source: str | os.PathLike | Upload) -> np.ndarray:
+        """Decode one file or upload the way this model's spec asks (JPEG draft decoding included)."""
+        if isinstance(source, Upload):
+            return decode_bytes(source.data, self.spec, source.name)
+        return load_image(source, self.spec)
 
     def cancel(self) -> None:
         """Ask the backend to abandon the runs in progress (used by the invoke watchdog)."""
@@ -352,13 +364,14 @@ def check_top_k(top_k: int, classes: int) -> int:
 
 def iter_predictions(
     classifier: EdgeClassifier,
-    paths: Iterable[str | os.PathLike],
+    paths: Iterable[str | os.PathLike | Upload],
     top_k: int = 1,
     batch_size: int | None = None,
     workers: int | None = None,
     timeout: float | None = DEFAULT_INVOKE_TIMEOUT,
 ) -> Iterator[Prediction]:
-    """Classify image files, yielding one Prediction per path in input order, as soon as ready.
+    """Classify image files (or `Upload`s), yielding one Prediction per path in input order, as
+    soon as ready.
 
     Each worker thread takes a whole batch through decode (the decoders release the GIL),
     preprocessing (the C kernel releases it) and a single-threaded invoke on its own
@@ -375,7 +388,7 @@ def iter_predictions(
     k = check_top_k(top_k, len(classifier.labels))
     batch_size = min(positive_int("batch size", batch_size if batch_size is not None else classifier.max_batch), classifier.batch_limit)
     workers = min(positive_int("workers", workers if workers is not None else usable_cpus()), usable_cpus())
-    chunks = _chunks((os.fspath(p) for p in paths), batch_size)
+    chunks = _chunks((p if isinstance(p, Upload) else os.fspath(p) for p in paths), batch_size)
     pool = classifier.workers(workers)
     pending: list[_Job] = []
     try:
@@ -390,28 +403,29 @@ def iter_predictions(
             job.cancelled = True
 
 
-def _chunks(items: Iterator[str], size: int) -> Iterator[list[str]]:
+def _chunks(items: Iterator, size: int) -> Iterator[list]:
     while chunk := list(islice(items, size)):
         yield chunk
 
 
-def classify_chunk(classifier: EdgeClassifier, chunk: list[str], k: int) -> list[Prediction]:
-    """Decode, preprocess and classify one batch of files; a file that cannot be read gets a
-    Prediction with its error and leaves the rest of the batch alone."""
+def classify_chunk(classifier: EdgeClassifier, chunk: list[str | Upload], k: int) -> list[Prediction]:
+    """Decode, preprocess and classify one batch of files or uploads; one that cannot be read
+    gets a Prediction with its error and leaves the rest of the batch alone."""
     batch = np.empty((len(chunk), *classifier.input_spec.size, 3), classifier.input_spec.dtype)
     errors: list[str | None] = []
     n = 0
-    for path in chunk:
+    for source in chunk:
         try:
-            classifier.prepare([classifier.load(path)], out=batch[n : n + 1], threads=1)
+            classifier.prepare([classifier.load(source)], out=batch[n : n + 1], threads=1)
         except BccError as exc:  # ImageDecodeError: unreadable, unsupported, corrupt, too large...
             errors.append(str(exc))
             continue
         errors.append(None)
         n += 1
     probs = classifier.invoke(batch[:n])
-    good = iter(classifier.to_predictions(probs, [p for p, e in zip(chunk, errors) if e is None], k, classifier.unfamiliar(batch[:n])))
-    return [next(good) if error is None else Prediction(path, error=error) for path, error in zip(chunk, errors)]
+    names = [source.name if isinstance(source, Upload) else source for source in chunk]
+    good = iter(classifier.to_predictions(probs, [p for p, e in zip(names, errors) if e is None], k, classifier.unfamiliar(batch[:n])))
+    return [next(good) if error is None else Prediction(path, error=error) for path, error in zip(names, errors)]
 
 
 class _Job:

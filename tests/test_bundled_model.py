@@ -42,5 +42,5 @@ def test_infer_defaults_to_the_shipped_model(tmp_path):
     Image.new("RGB", (360, 363), (220, 200, 210)).save(path)
     result = CliRunner().invoke(app, ["infer", str(path), "--format", "jsonl"])
     assert result.exit_code == 0, result.output
-    row = json.loads(result.output.strip().splitlines()[-1])
+    row = json.loads(result.stdout.strip().splitlines()[-1])  # stderr holds the summary line
     assert row["error"] is None and row["label"] in PBC_CLASSES and Path(row["path"]).name == "cell.png"

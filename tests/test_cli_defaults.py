@@ -39,7 +39,19 @@ def test_calib_help_states_the_calib_default():
     assert stated_defaults(calib_make_command) == {"per_class": str(DEFAULT_PER_CLASS)}
 
 
-@pytest.mark.parametrize("command", ["infer", "count", "selftest", "export", "verify", "bench", "calib", "train", "report", "demo", "models"])
+def test_serve_and_watch_help_state_the_library_defaults():
+    from bcc_edge.commands.serve import serve_command
+    from bcc_edge.commands.watch import watch_command
+    from bcc_edge.device.watch import DEFAULT_SETTLE
+
+    assert stated_defaults(watch_command) == {"settle": str(DEFAULT_SETTLE)}
+    pytest.importorskip("fastapi")
+    from bcc_edge.device.serve.app import DEFAULT_MAX_UPLOAD_MB, DEFAULT_QUEUE
+
+    assert stated_defaults(serve_command) == {"max_upload_mb": str(DEFAULT_MAX_UPLOAD_MB), "queue": str(DEFAULT_QUEUE)}
+
+
+@pytest.mark.parametrize("command", ["infer", "count", "selftest", "serve", "watch", "export", "verify", "bench", "calib", "train", "report", "demo", "models"])
 def test_no_command_module_loads_training_code_at_import(command):
     import subprocess
     import sys

@@ -75,7 +75,9 @@ DEVICE_MODULES = [
     "bcc_edge.preprocess", "bcc_edge.jpeg", "bcc_edge.decode", "bcc_edge.metadata", "bcc_edge.fileio",
     "bcc_edge.backends", "bcc_edge.runtime", "bcc_edge.infer", "bcc_edge.bench.infer",
     "bcc_edge.commands.infer", "bcc_edge.commands.bench_infer", "bcc_edge.commands.count", "bcc_edge.commands.selftest", "bcc_edge.cli",
-    "bcc_edge.device.count", "bcc_edge.device.selftest", "bcc_edge.device.guard", "bcc_edge.device.scores",
+    "bcc_edge.commands.serve", "bcc_edge.commands.watch",
+    "bcc_edge.device.count", "bcc_edge.device.selftest", "bcc_edge.device.guard", "bcc_edge.device.scores", "bcc_edge.device.watch",
+    "bcc_edge.device.serve.app", "bcc_edge.device.serve.server",
 ]
 WORKSTATION_ONLY = ("train", "models", "export", "data", "calib", "qat", "_tf", "distribute", "augment", "rundir", "keras_predictor", "evaluate")
 

@@ -80,17 +80,32 @@ def _classes(counts: dict[str, int], total: int) -> dict[str, dict[str, Any]]:
     return out
 
 
+class Tally:
+    """A count that grows one prediction at a time (`bcc-edge watch`, the page of `serve`)."""
+
+    def __init__(self, classifier: EdgeClassifier, by_folder: bool = False):
+        self.classifier, self.by_folder = classifier, by_folder
+        self.samples: dict[str, Sample] = {}
+
+    def add(self, p: Prediction) -> None:
+        name = (os.path.dirname(p.path) or ".") if self.by_folder else "all"
+        if name not in self.samples:
+            self.samples[name] = Sample(name, self.classifier.labels)
+        self.samples[name].add(p)
+
+    def document(self) -> dict[str, Any]:
+        """The document `bcc-edge count --format json` writes."""
+        guard = self.classifier.guard
+        warn = guard.warn_share if guard is not None else None
+        return {"model": self.classifier.describe(), "samples": [s.to_dict(guard is not None, warn) for s in self.samples.values()]}
+
+
 def count(predictions: Iterable[Prediction], classifier: EdgeClassifier, by_folder: bool = False) -> dict[str, Any]:
     """Tally `predictions` into samples: the document `bcc-edge count --format json` writes."""
-    samples: dict[str, Sample] = {}
+    tally = Tally(classifier, by_folder)
     for p in predictions:
-        name = (os.path.dirname(p.path) or ".") if by_folder else "all"
-        if name not in samples:
-            samples[name] = Sample(name, classifier.labels)
-        samples[name].add(p)
-    guard = classifier.guard
-    warn = guard.warn_share if guard is not None else None
-    return {"model": classifier.describe(), "samples": [s.to_dict(guard is not None, warn) for s in samples.values()]}
+        tally.add(p)
+    return tally.document()
 
 
 def write(doc: dict[str, Any], fmt: str, stream: IO[str]) -> None:

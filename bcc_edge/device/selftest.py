@@ -160,12 +160,19 @@ def open_checked(path, selftest: bool = True, **kwargs) -> "EdgeClassifier":
     """An EdgeClassifier for `path` (kwargs as EdgeClassifier's) that has passed its selftest:
     a BccError naming the stage and what to check otherwise. An artifact without golden
     vectors (exported before them) is used as it is. `selftest=False` skips the check."""
-    from bcc_edge.errors import BccError
     from bcc_edge.runtime import EdgeClassifier
 
     classifier = EdgeClassifier(path, **kwargs)
     if selftest:
-        report = run(classifier)
-        if report.available and not report.passed:
-            raise BccError(f"{classifier.path}: {report.summary()} (--skip-selftest to classify anyway)")
+        require_pass(classifier)
     return classifier
+
+
+def require_pass(classifier: "EdgeClassifier") -> Report:
+    """The selftest's report, or a BccError naming the failing stage and what to check."""
+    from bcc_edge.errors import BccError
+
+    report = run(classifier)
+    if report.available and not report.passed:
+        raise BccError(f"{classifier.path}: {report.summary()} (--skip-selftest to classify anyway)")
+    return report
