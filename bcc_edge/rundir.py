@@ -88,7 +88,9 @@ class RunDir:
 
     @property
     def data_root(self) -> Path:
-        return Path(self.data_info["data_root"])
+        """Where the images are; a relative data_root is relative to the run directory, so a
+        run kept in a repository (models/) finds the data beside the checkout."""
+        return self.path / self.data_info["data_root"]
 
     @property
     def fingerprint(self) -> str:

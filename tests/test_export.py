@@ -70,7 +70,7 @@ def test_metadata_round_trips(tiny_export, tiny_run, name):
     assert meta["output"]["activation"] == ("softmax" if name in RAW_INPUT else "logits")
     assert meta["probabilities"]["method"] in ("temperature", "vector") and meta["probabilities"].get("in_graph", False) == (name in RAW_INPUT)
     assert set(meta["review"]) >= {"coverage", "accepted_accuracy", "target"} and meta["review"]["target"] == 0.998
-    assert meta["guard"]["features"] == "image-stats-1" and meta["guard"]["threshold"] > 0
+    assert meta["guard"]["features"] == "image-stats-2" and meta["guard"]["threshold"] > 0
     assert 1 <= len(meta["golden"]["images"]) <= 3
     assert meta["input"]["shape"] == [1, *run.spec.size, 3]
     if precision == "int8":

@@ -169,3 +169,19 @@ def test_ptq_with_other_io_types(tiny_run, tmp_path, io):
     meta = metadata.read_tflite(path)
     assert meta["quantization"] == "ptq" and meta["input"]["dtype"] == io and meta["output"]["dtype"] == io
     assert EdgeClassifier(path).input_spec.output == io
+
+
+def test_a_run_kept_with_a_relative_data_root_finds_its_images_from_anywhere(run_copy, tmp_path, monkeypatch):
+    # models/pbc-bcc-small in the repository: data_root relative to the run, not to the caller.
+    import json
+    import os
+
+    from bcc_edge.rundir import DATA, RunDir
+
+    info = json.loads((run_copy / DATA).read_text())
+    info["data_root"] = os.path.relpath(info["data_root"], run_copy)
+    (run_copy / DATA).write_text(json.dumps(info))
+    monkeypatch.chdir(tmp_path)
+    run = RunDir(run_copy)
+    record = run.records("val")[0]
+    assert (run.data_root / record.path).is_file()

@@ -48,4 +48,15 @@ def user_errors(fn: F) -> F:
             typer.echo("interrupted", err=True)
             raise typer.Exit(130) from None
 
+    wrapper.__doc__ = help_text(fn.__doc__)
     return wrapper  # type: ignore[return-value]
+
+
+def help_text(doc: str | None) -> str | None:
+    """A docstring as `--help` should show it: Typer's rich help keeps every line break of the
+    source, so each paragraph becomes one line that the terminal's width wraps."""
+    if doc is None:
+        return None
+    import inspect
+
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in inspect.cleandoc(doc).split("\n\n"))

@@ -17,3 +17,9 @@ ReviewThreshold = Annotated[Optional[float], typer.Option("--review-threshold", 
 NoReview = Annotated[bool, typer.Option("--no-review", help="Refer nothing for low confidence.")]
 NoGuard = Annotated[bool, typer.Option("--no-guard", help="Do not check whether images look like the training images.")]
 SkipSelftest = Annotated[bool, typer.Option("--skip-selftest", help="Classify even if the model fails its golden-vector selftest.")]
+
+
+def classifier_options(backend: str, provider: str, review_threshold: Optional[float], no_review: bool, no_guard: bool) -> dict:
+    """EdgeClassifier's keyword arguments for the options above (the one place flags meet the library).
+    One thread per interpreter: the commands run in parallel across batches, one worker each."""
+    return dict(threads=1, backend=backend, provider=provider, review_threshold=review_threshold, review=not no_review, guard=not no_guard)

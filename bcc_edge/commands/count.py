@@ -46,8 +46,7 @@ def count_command(
     if fmt not in counting.FORMATS:
         raise BccError(f"unknown --format {fmt!r}; choose one of {', '.join(counting.FORMATS)}")
     classifier = open_checked(
-        model or default_model(), selftest=not skip_selftest, threads=1, backend=backend, provider=provider,
-        review_threshold=review_threshold, review=not no_review, guard=not no_guard,
+        model or default_model(), selftest=not skip_selftest, **o.classifier_options(backend, provider, review_threshold, no_review, no_guard)
     )
     paths, _ = gather_inputs(inputs)
     predictions = iter_predictions(classifier, paths, batch_size=batch, workers=threads or usable_cpus(), timeout=invoke_timeout)

@@ -30,7 +30,7 @@ def export_command(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for QAT and the default calibration sample [default: 0]."),
     force: bool = typer.Option(False, "--force", help="Replace an existing export directory."),
     review_target: Optional[float] = typer.Option(None, "--review-target", help="Accuracy the review policy keeps on the accepted images, fitted on the run's val split [default: 0.998]."),
-    guard_percentile: Optional[float] = typer.Option(None, "--guard-percentile", help="Percentile of the val images' distances above which the input guard flags an image [default: 99.0]."),
+    guard_percentile: Optional[float] = typer.Option(None, "--guard-percentile", help="Percentile of the val images' distances above which the input guard flags an image [default: 99.5]."),
 ) -> None:
     """Write model_float.tflite, model_float.onnx (+ model_int8.*, model_uint8.tflite with --int8),
     calibration.csv and manifest.json; every artifact embeds its labels and preprocessing. The export is

@@ -53,14 +53,9 @@ def infer_command(
     classifier = open_checked(
         model or default_model(),
         selftest=not skip_selftest,
-        threads=1,  # parallel across batches: one single-threaded interpreter per worker
-        backend=backend,
         labels=read_labels(labels) if labels is not None else None,
         spec=read_spec(str(spec)) if spec is not None else None,
-        provider=provider,
-        review_threshold=review_threshold,
-        review=not no_review,
-        guard=not no_guard,
+        **o.classifier_options(backend, provider, review_threshold, no_review, no_guard),
     )
     if provider != "cpu":  # what really runs the nodes, which a GPU build may not be
         typer.echo(f"onnxruntime provider: {classifier.provider}", err=True)

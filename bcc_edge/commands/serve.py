@@ -45,10 +45,7 @@ def serve_command(
     from bcc_edge.runtime import EdgeClassifier, default_model
 
     check_bind(host, token)  # before the model loads: a refusal is immediate
-    classifier = EdgeClassifier(
-        model or default_model(), threads=1, backend=backend, provider=provider,
-        review_threshold=review_threshold, review=not no_review, guard=not no_guard,
-    )
+    classifier = EdgeClassifier(model or default_model(), **o.classifier_options(backend, provider, review_threshold, no_review, no_guard))
     given = {"max_upload_bytes": int(max_upload_mb * 1024 * 1024) if max_upload_mb is not None else None, "queue": queue}
     serve(
         classifier, host, port, token, selftest=not skip_selftest, review_dir=review_dir, workers=threads, invoke_timeout=invoke_timeout,

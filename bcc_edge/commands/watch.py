@@ -43,8 +43,7 @@ def watch_command(
     from bcc_edge.runtime import default_model
 
     classifier = open_checked(
-        model or default_model(), selftest=not skip_selftest, threads=1, backend=backend, provider=provider,
-        review_threshold=review_threshold, review=not no_review, guard=not no_guard,
+        model or default_model(), selftest=not skip_selftest, **o.classifier_options(backend, provider, review_threshold, no_review, no_guard)
     )
     stop = threading.Event()
     typer.echo(f"watching {directory}: rows to {output} (Ctrl-C to stop)", err=True)

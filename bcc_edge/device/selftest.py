@@ -65,7 +65,7 @@ class Report:
     def summary(self) -> str:
         """One line for logs and error messages."""
         if not self.available:
-            return "no golden vectors in this artifact (exported before bcc-edge 0.2): nothing to check"
+            return "no golden vectors in this artifact (metadata format 1, from an older bcc-edge): nothing to check"
         failure = self.first_failure
         if failure is None:
             images = len({c.image for c in self.checks})

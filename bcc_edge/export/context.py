@@ -20,6 +20,7 @@ from bcc_edge.errors import BccError, first_line
 from bcc_edge.export import normalize
 from bcc_edge.export.attribution import Attribution
 from bcc_edge.export.standard_metadata import About
+from bcc_edge.export.trust import DEFAULT_REVIEW_TARGET, GUARD_PERCENTILE
 from bcc_edge.metadata import FORMAT_VERSION
 from bcc_edge.preprocess import PreprocessSpec
 from bcc_edge.rundir import RunDir
@@ -46,8 +47,8 @@ class ExportOptions:
     seed: int = 0
     opset: int = 17
     attribution: Attribution = Attribution()  # author, licence and data citation other tools show
-    review_target: float = 0.998  # accuracy the review policy keeps on the accepted images
-    guard_percentile: float = 99.0  # held-back images' distance percentile that flags an input
+    review_target: float = DEFAULT_REVIEW_TARGET  # accuracy the review policy keeps on the accepted images
+    guard_percentile: float = GUARD_PERCENTILE  # held-back images' distance percentile that flags an input
 
     def check(self) -> None:
         if self.io not in IO_TYPES:

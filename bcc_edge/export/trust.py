@@ -9,7 +9,7 @@ metadata for the device (`bcc_edge.device`):
 - the refer-for-review policy: the lowest top-1 threshold (one, or one per predicted class when
   that keeps more images in cross-validation) at which the accepted images are at least
   `review_target` accurate;
-- the input guard: the training images' statistics and the held-back images' 99th-percentile
+- the input guard: the training images' statistics and the held-back images' 99.5th-percentile
   distance;
 - golden vectors: a few real held-back images and what each stage made of them.
 """
@@ -25,12 +25,14 @@ import numpy as np
 
 from bcc_edge import metrics
 from bcc_edge.device import guard as _guard
+from bcc_edge.device.count import wilson
 from bcc_edge.device.scores import Calibration, ReviewPolicy
 from bcc_edge.device.selftest import MAX_GOLDEN_BYTES, row_checksums
 
 FOLDS = 5
 DEFAULT_REVIEW_TARGET = 0.998
-GUARD_PERCENTILE = 99.0
+# 99.5: at 99 the flags on clean val images came out at 1.1%, above the 1% a lab tolerates.
+GUARD_PERCENTILE = 99.5
 GUARD_TRAIN_IMAGES = 3000
 # Largest difference of a float output between CPUs (summation order): float artifacts' golden
 # outputs are compared within it; integer outputs exactly.
@@ -178,8 +180,15 @@ def per_class_thresholds(probs: np.ndarray, y: np.ndarray, target: float) -> tup
 
 
 def fit_review(probs: np.ndarray, y: np.ndarray, target: float, seed: int = 0) -> tuple[ReviewPolicy, dict[str, Any]]:
-    """The policy (global or per class, whichever keeps more held-out images in cross-validation
-    while meeting the target there) and the coverage and accepted accuracy it reaches."""
+    """The policy and the coverage and accepted accuracy it reaches on `probs`.
+
+    Its form, one global threshold or one per predicted class, is chosen in cross-validation:
+    the form that keeps more held-out images among those whose held-out accepted accuracy is
+    consistent with the target (its 95% Wilson interval reaches it), the global one on a tie.
+    A few hundred held-out images per fold carry only a handful of errors, so an accuracy
+    0.1 point under the target there is noise, while per-class thresholds fitted to two or
+    three errors each can refer a sixth of the images to gain that point. The thresholds are
+    then fitted on all of `probs`, where they meet the target by construction."""
     folds = _folds(len(y), seed)
     fitters = {
         "global": lambda p, t: ReviewPolicy(threshold=global_threshold(p, t, target)),
@@ -192,10 +201,16 @@ def fit_review(probs: np.ndarray, y: np.ndarray, target: float, seed: int = 0) -
             train = np.setdiff1d(np.arange(len(y)), test)
             referred[test] = fit(probs[train], y[train]).refer(probs[test])
         cv[name] = _coverage(probs, y, referred)
-    meets = [name for name in cv if cv[name]["accepted_accuracy"] >= target]
-    choice = max(meets or cv, key=lambda name: (cv[name]["coverage"], cv[name]["accepted_accuracy"]) if meets else (cv[name]["accepted_accuracy"], cv[name]["coverage"]))
-    policy = fitters[choice](probs, y)
+    policy = fitters[choose_form(cv, target)](probs, y)
     return policy, {"target": target, **_coverage(probs, y, policy.refer(probs)), "cross_validated": cv}
+
+
+def choose_form(cv: dict[str, dict[str, float]], target: float) -> str:
+    """The rule `fit_review` states, on the cross-validated figures of each form."""
+    meets = [name for name in cv if cv[name]["accepted_upper95"] >= target]
+    if meets:
+        return max(meets, key=lambda name: (cv[name]["coverage"], name == "global"))
+    return max(cv, key=lambda name: (cv[name]["accepted_accuracy"], cv[name]["coverage"]))
 
 
 def _coverage(probs: np.ndarray, y: np.ndarray, referred: np.ndarray) -> dict[str, float]:
@@ -204,6 +219,7 @@ def _coverage(probs: np.ndarray, y: np.ndarray, referred: np.ndarray) -> dict[st
     return {
         "coverage": round(float(accepted.mean()), 6),
         "accepted_accuracy": round(float(correct[accepted].mean()), 6) if accepted.any() else 1.0,
+        "accepted_upper95": round(wilson(int(correct[accepted].sum()), int(accepted.sum()))[1], 6),
     }
 
 
