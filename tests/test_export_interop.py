@@ -106,6 +106,12 @@ def test_normalisation_layer_computes_what_the_spec_table_does(tiny_run):
     reference = model.predict(spec.apply_batch(images), verbose=0)
     np.testing.assert_allclose(wrapped.predict(images.astype(np.float32), verbose=0), reference, atol=1e-5)
     assert len(wrapped.weights) == len(model.weights) + 2  # every original weight carried over, plus kernel and bias
+    # The stem is a convolution: one divisor for all channels in the layer (one int8 resolution
+    # for all of them), each channel's own std folded into the stem's weights.
+    kernel = wrapped.get_layer(LAYER_NAME).get_weights()[0].reshape(3, 3)
+    assert np.count_nonzero(kernel - np.diag(np.diag(kernel))) == 0 and np.ptp(np.diag(kernel)) == 0
+    stem = model.layers[1].name
+    assert not np.array_equal(wrapped.get_layer(stem).get_weights()[0], model.get_layer(stem).get_weights()[0])
 
 
 @pytest.mark.parametrize("name", ["model_float.onnx", "model_int8.onnx"])

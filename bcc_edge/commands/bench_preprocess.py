@@ -14,7 +14,7 @@ from bcc_edge.commands._common import user_errors
 @user_errors
 def bench_preprocess_command(
     batch: int = typer.Option(64, "--batch", "-b", min=1, help="Images per batch in the all-cores run."),
-    threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, help="Threads for the batch run [default: all usable cores]."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", min=1, help="Threads for the batch run \\[default: all usable cores]."),
     rounds: int = typer.Option(5, "--rounds", min=1, help="Interleaved rounds per case; each contender keeps its best."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:

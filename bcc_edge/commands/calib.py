@@ -17,7 +17,7 @@ app = typer.Typer(help="Calibration sets for INT8 quantisation.", no_args_is_hel
 def calib_make_command(
     data: Path = typer.Option(..., "--data", help="Dataset: an ImageFolder (<root>/<class>/<image>) or a folder with splits.csv."),
     out: Path = typer.Option(..., "--out", "-o", help="Manifest to write (CSV: path,label,sha256, paths relative to the data root)."),
-    per_class: Optional[int] = typer.Option(None, "--per-class", "-n", help="Images per class, fewer when a class has fewer [default: 32]."),
+    per_class: Optional[int] = typer.Option(None, "--per-class", "-n", help="Images per class, fewer when a class has fewer \\[default: 32]."),
     split: str = typer.Option("train", "--split", help="train or val; never a held-out test split."),
     seed: int = typer.Option(0, "--seed", help="Sampling seed; also the ImageFolder train/val split seed (use the run's --seed)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing manifest."),

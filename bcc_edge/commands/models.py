@@ -15,7 +15,7 @@ from bcc_edge.errors import BccError
 def models_command(
     as_json: bool = typer.Option(False, "--json", help="Print a JSON list instead of a table."),
     num_classes: int = typer.Option(8, "--num-classes", help="Output classes to size the head for."),
-    image_size: Optional[int] = typer.Option(None, "--image-size", help="Input side for every model [default: each model's own]."),
+    image_size: Optional[int] = typer.Option(None, "--image-size", help="Input side for every model \\[default: each model's own]."),
 ) -> None:
     """List the architectures `bcc-edge train --model` accepts: source (seed project or ours),
     default input size, parameters and FLOPs (2 x multiply-accumulates of conv/dense layers)."""

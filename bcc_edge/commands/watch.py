@@ -20,7 +20,7 @@ def watch_command(
     directory: Path = typer.Argument(..., metavar="DIR", help="The folder the capture software writes images into (subfolders included)."),
     output: Path = typer.Option(Path("results.csv"), "--output", "-o", help="CSV the rows are appended to (infer's columns); its state is kept beside it in OUTPUT.watch-state."),
     count: Optional[Path] = typer.Option(None, "--count", help="Keep the running differential count in this JSON file (count's document, rewritten after each batch)."),
-    settle: Optional[float] = typer.Option(None, "--settle", min=0.1, help="Seconds a file's size and time must stay unchanged before it is read (slow writers need more) [default: 2.0]."),
+    settle: Optional[float] = typer.Option(None, "--settle", min=0.1, help="Seconds a file's size and time must stay unchanged before it is read (slow writers need more) \\[default: 2.0]."),
     model: o.Model = None,
     top_k: int = typer.Option(1, "--top-k", "-k", min=1, help="Classes to report per image, best first."),
     threads: o.Threads = None,

@@ -6,14 +6,21 @@ model the bytes as they are and a float model `(p - mean) / std` with ONE mean a
 all channels ("Per-channel image normalization is not available"), while our runs normalise
 each channel with its own train-set statistics.
 
-The layer is a 1x1 Conv2D with bias whose kernel is diagonal (weight 1/std[c], bias
--mean[c]/std[c]), frozen. A Conv2D rather than a DepthwiseConv2D because tfmot quantises
-Conv2D weights per output channel, so each channel's single weight is its own largest code
-and exact in int8; tfmot's DepthwiseConv2D shares one scale across channels, which would
-round 1/std by up to 1% on the channels with the wider spread. The 9 multiply-adds per pixel
-are nothing beside the network's. The layer is exact where folding into the first
-convolution would not be: "same" padding adds zeros after normalisation, which are the mean
-colour, not black, in pixel units.
+The layer is a 1x1 Conv2D with bias whose kernel is diagonal, frozen. A Conv2D rather than a
+DepthwiseConv2D because tfmot quantises Conv2D weights per output channel, so each channel's
+single weight is its own largest code and exact in int8; tfmot's DepthwiseConv2D shares one
+scale across channels. The 9 multiply-adds per pixel are nothing beside the network's.
+
+What the layer divides by: in an INT8 model its output is one int8 tensor with one scale for
+all three channels, and with each channel's own std the channel of the smallest spread sets
+that scale (PBC: blue, std 20), so red and green (std 40, 47) kept one code per two grey levels
+and the uint8 model lost 0.5 points against the normalised-input one. So when every layer
+reading the input is a convolution, the layer divides all channels by one common std and the
+ratio std_common / std[c] moves into those convolutions' weights for input channel c: the
+same function (a per-channel scale commutes with a convolution, and zero padding stays zero),
+and every channel keeps the same resolution, about one code per grey level. The mean stays in
+the layer: folded into the convolution's bias it would be exact except where "same" padding
+adds zeros, which after normalisation are the mean colour, not black.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ LAYER_NAME = "normalize"
 
 def with_input_normalization(model, mean: Sequence[float], std: Sequence[float]):
     """A copy of the flat functional `model` (weights included) that takes grey levels 0..255
-    and applies (p - mean[c]) / std[c] before its first layer."""
+    and computes what `model` computes on (p - mean[c]) / std[c] (see the module docstring for
+    how the division is split between the first layer and the convolutions after it)."""
     from bcc_edge._tf import keras
 
     config = model.get_config()
@@ -46,8 +54,16 @@ def with_input_normalization(model, mean: Sequence[float], std: Sequence[float])
         if layer.weights:
             wrapped.get_layer(layer.name).set_weights(layer.get_weights())
     std64 = np.asarray(std, np.float64)
-    kernel = np.diag(1.0 / std64).reshape(1, 1, 3, 3)
-    bias = -np.asarray(mean, np.float64) / std64
+    readers = [wrapped.get_layer(layer["name"]) for layer in config["layers"] if any(ref[0] == LAYER_NAME for node in layer["inbound_nodes"] for ref in node)]
+    if all(type(reader) in (keras.layers.Conv2D, keras.layers.DepthwiseConv2D) for reader in readers):
+        divisor = np.full(3, std64.mean())
+        for reader in readers:
+            kernel, *rest = reader.get_weights()  # (kh, kw, input channels, ...)
+            reader.set_weights([(kernel * (divisor / std64)[None, None, :, None]).astype(kernel.dtype), *rest])
+    else:
+        divisor = std64
+    kernel = np.diag(1.0 / divisor).reshape(1, 1, 3, 3)
+    bias = -np.asarray(mean, np.float64) / divisor
     wrapped.get_layer(LAYER_NAME).set_weights([kernel.astype(np.float32), bias.astype(np.float32)])
     return wrapped
 
