@@ -7,8 +7,8 @@ metadata for the device (`bcc_edge.device`):
   log-likelihood); an artifact whose graph ends in a softmax (the ecosystem TFLite models) gets
   its temperature written into that softmax instead;
 - the refer-for-review policy: the lowest top-1 threshold (one, or one per predicted class when
-  that keeps more images in cross-validation) at which the accepted images are at least
-  `review_target` accurate;
+  that keeps more images in cross-validation, `choose_form`) at which the accepted images are
+  at least `review_target` accurate;
 - the input guard: the training images' statistics and the held-back images' 99.5th-percentile
   distance;
 - golden vectors: a few real held-back images and what each stage made of them.
